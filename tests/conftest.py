@@ -42,3 +42,67 @@ def zk(zk_hosts):
     yield client
     client.stop()
     client.close()
+
+
+# -- the embedded pipeline on tmp folders ----------------------------------------------------
+
+def make_config(tmp_path, zk_hosts: str, zk_root: str, **over):
+    from zkqueue.config import load
+
+    base = {
+        "zookeeper": {"hosts": zk_hosts, "root": zk_root, "session_timeout": 10.0},
+        "work_dir": str(tmp_path / "work"),
+        "storage": {"url": f"file://{tmp_path / 'storage'}"},
+        "inventory": {"url": f"sqlite:///{tmp_path / 'inventory.db'}"},
+        "mail": {"outbox": str(tmp_path / "outbox")},
+        "http": {"retries": 2, "backoff_initial": 0.05, "backoff_max": 0.2, "timeout": 10.0},
+        "worker": {"poll_interval": 1.0, "provision_retry": 0.5, "shutdown_grace": 2.0},
+        "disk_threshold_percent": 99,
+        "logging": {"level": "WARNING"},
+    }
+    from zkqueue.config import _merge
+
+    return load(environ={}, overrides=_merge(base, over))
+
+
+@pytest.fixture
+def cfg(tmp_path, zk_hosts, zk_root):
+    return make_config(tmp_path, zk_hosts, zk_root)
+
+
+@pytest.fixture
+def queue(zk, cfg):
+    from zkqueue.layout import Layout
+    from zkqueue.queue import Queue
+
+    return Queue(zk, Layout(cfg.zk_root), cfg)
+
+
+@pytest.fixture
+def merritt(tmp_path):
+    """The Merritt samples, their URLs pointed at a loopback server serving them."""
+    from tests.httpserver import LoopbackServer, rewrite_urls
+
+    folder = tmp_path / "deposit"
+    folder.mkdir()
+    with LoopbackServer(folder) as server:
+        rewrite_urls(MERRITT, folder, server.url)
+        yield server
+
+
+def run_worker(cfg, threads: int = 2, timeout: float = 120.0, states: str | None = None):
+    """Run a worker in this process until it drains; fail the test if it does not."""
+    import threading
+
+    from zkqueue.worker import Worker
+
+    w = Worker(cfg, threads=threads, drain=True, states_spec=states)
+    t = threading.Thread(target=w.run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        w.stop()
+        t.join(10)
+        raise AssertionError(f"worker did not drain within {timeout}s")
+    assert w.drained
+    return w

@@ -1,0 +1,101 @@
+"""The batch steps: admit (pending), expand (processing), report (reporting, update-reporting).
+
+Expansion fetches the payload, works out what it is and creates its jobs through
+:func:`zkqueue.expansion.create_jobs` (resumable, no duplicates). Reporting happens when no job of
+the batch is still running; it is woken by the worker that settles the last job (and by a watch
+on the batch's ``processing`` membership), never found by polling alone.
+"""
+
+from __future__ import annotations
+
+from kazoo.exceptions import NoNodeError
+
+from handlers.context import BatchContext, Defer, Outcome, StepFailed
+from zkqueue import expansion
+from zkqueue.checkm import ManifestError
+from zkqueue.mail import Mail
+from zkqueue.payloads import expand, url_file_name
+from zkqueue.queue import Queue
+
+
+def held(ctx: BatchContext, profile: str) -> bool:
+    return ctx.zk.exists(ctx.layout.collection_hold(profile)) is not None
+
+
+def paused(ctx: BatchContext) -> bool:
+    return ctx.zk.exists(ctx.layout.queue_pause) is not None
+
+
+def admit(ctx: BatchContext) -> Outcome:
+    profile = ctx.submission["profile"]
+    if held(ctx, profile):
+        return Outcome("held", message=f"collection {profile} is held")
+    if paused(ctx):
+        raise Defer("the queue is paused", delay=30.0)
+    return Outcome("processing")
+
+
+def expand_batch(ctx: BatchContext) -> Outcome:
+    sub = ctx.submission
+    url = sub["payload_url"]
+    name = url_file_name(url) or "payload"
+    data = ctx.services.fetcher.get_bytes(url, ctx.cfg["http"]["max_manifest_bytes"])
+    try:
+        exp = expand(url, data, name)
+    except ManifestError as e:
+        raise StepFailed(f"payload {name}: {e}" if e.source != name else str(e)) from e
+    if sub.get("manifest_type") != exp.manifest_type:
+        ctx.write("submission", {**sub, "manifest_type": exp.manifest_type})
+    limits = ctx.cfg["limits"]
+    created, finished = expansion.create_jobs(
+        ctx.zk, ctx.layout, ctx.ident, sub, exp.jobs, ctx.services.work_dir, claim=ctx.claim,
+        chunk=int(limits["expansion_chunk"]), max_pending=int(limits["max_state_dir"]))
+    if not finished:
+        raise Defer(f"the pending queue is full ({limits['max_state_dir']}); expansion resumes"
+                    f" when it drains ({created} jobs created so far)", delay=10.0)
+    return Outcome("reporting", message=f"{exp.manifest_type}: {len(exp.jobs)} job(s)")
+
+
+def running_jobs(ctx: BatchContext) -> int:
+    try:
+        stat = ctx.zk.exists(ctx.layout.batch_members(ctx.ident, "processing"))
+    except NoNodeError:
+        return 0
+    return stat.numChildren if stat else 0
+
+
+def summary_text(bid: str, status: str, doc: dict) -> str:
+    lines = [f"Batch {bid}: {status}", f"Payload: {doc.get('payload_url')}",
+             f"Profile: {doc.get('profile')}  Submitter: {doc.get('submitter')}", ""]
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(doc["counts"].items()))
+    lines += [f"Jobs: {counts}", ""]
+    for j in doc["jobs"]:
+        lines.append(f"{j['job_id']}  {j['status']:<10} {j['local_id'] or '-':<20}"
+                     f" {j['ark'] or '-'}")
+        if j["status"] == "failed" and j["message"]:
+            lines.append(f"    {j['message']}")
+    return "\n".join(lines) + "\n"
+
+
+def report(ctx: BatchContext) -> Outcome:
+    if running_jobs(ctx):
+        raise Defer("jobs still running", delay=60.0,
+                    wake_path=ctx.layout.batch_members(ctx.ident, "processing"))
+    q = Queue(ctx.zk, ctx.layout, ctx.cfg)
+    doc = q.batch_status(ctx.ident)
+    failed = [j for j in doc["jobs"] if j["status"] == "failed"]
+    status = "failed" if failed else "completed"
+    inv = ctx.services.inventory
+    for j in doc["jobs"]:
+        inv.save_job_outcome(j["job_id"], ctx.ident, j["status"], j["local_id"], j["ark"],
+                             j["message"])
+    done = sum(1 for j in doc["jobs"] if j["status"] == "completed")
+    message = f"{done} completed, {len(failed)} failed of {len(doc['jobs'])} job(s)"
+    inv.save_batch_summary(ctx.ident, status, {**doc, "status": status, "message": message})
+    to = [a for a in [ctx.submission.get("notify_email")] if a]
+    mail = Mail(to=to, subject=f"zkqueue batch {ctx.ident} {status}: {message}",
+                body=summary_text(ctx.ident, status, doc))
+    mailer = ctx.services.mailer
+    if to or hasattr(mailer, "folder"):
+        mailer.send(mail, f"{ctx.ident}-{ctx.claim.status}-{ctx.claim.status_version}")
+    return Outcome(status, message=message)
