@@ -12,7 +12,7 @@ from kazoo.exceptions import NoNodeError
 
 from handlers.context import BatchContext, Defer, Outcome, StepFailed
 from zkqueue import expansion
-from zkqueue.checkm import ManifestError
+from zkqueue.checkm import ManifestError, looks_like_checkm
 from zkqueue.mail import Mail
 from zkqueue.payloads import expand, url_file_name
 from zkqueue.queue import Queue
@@ -39,9 +39,13 @@ def expand_batch(ctx: BatchContext) -> Outcome:
     sub = ctx.submission
     url = sub["payload_url"]
     name = url_file_name(url) or "payload"
-    data = ctx.services.fetcher.get_bytes(url, ctx.cfg["http"]["max_manifest_bytes"])
+    limit = int(ctx.cfg["http"]["max_manifest_bytes"])
+    data = ctx.services.fetcher.get_bytes(url, limit + 1, truncate=True)
+    if len(data) > limit and looks_like_checkm(data):
+        raise StepFailed(f"payload {name}: the manifest is larger than the limit of {limit}"
+                         " bytes (http.max_manifest_bytes); split the batch")
     try:
-        exp = expand(url, data, name)
+        exp = expand(url, data[:limit], name)
     except ManifestError as e:
         raise StepFailed(f"payload {name}: {e}" if e.source != name else str(e)) from e
     if sub.get("manifest_type") != exp.manifest_type:

@@ -44,8 +44,7 @@ def _ark_for(ctx: JobContext) -> str:
         return ark
     lock = ctx.layout.localid_lock(profile, local_id)
     try:
-        ctx.zk.create(lock, json.dumps({"job": ctx.ident}).encode(), ephemeral=True,
-                      makepath=True)
+        ctx.zk.create(lock, json.dumps({"job": ctx.ident}).encode(), ephemeral=True, makepath=True)
     except NodeExistsError:
         raise Defer(f"local id {local_id!r} is being resolved by another job", delay=1.0) from None
     try:
@@ -53,7 +52,9 @@ def _ark_for(ctx: JobContext) -> str:
         if given and known and given != known:
             raise StepFailed(
                 f"the manifest gives ARK {given} for local id {local_id!r}, but that local id"
-                f" already belongs to ARK {known} in profile {profile}", "ark_conflict")
+                f" already belongs to ARK {known} in profile {profile}",
+                "ark_conflict",
+            )
         ark = given or known
         if not ark:
             ark = ctx.services.minter.mint()
@@ -83,61 +84,101 @@ def process(ctx: JobContext) -> Outcome:
     producer = ctx.workdir / PRODUCER
     found = _producer_files(producer)
     if not found:
-        raise StepFailed("the object holds no files (nothing was downloaded or unpacked)",
-                         "invalid_input")
+        raise StepFailed(
+            "the object holds no files (nothing was downloaded or unpacked)", "invalid_input"
+        )
     entries: dict[str, dict] = {}
     if previous and ctx.conf.get("submission_mode", "add") == "add":
         for f in previous.files:
             if f.path.startswith("producer/"):
-                entries[f.path] = {"name": f.path, "size": f.size, "sha256": f.sha256,
-                                   "md5": f.md5, "storage_key": f.storage_key, "source": None}
+                entries[f.path] = {
+                    "name": f.path,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "md5": f.md5,
+                    "storage_key": f.storage_key,
+                    "source": None,
+                }
     prev_by_path = {f.path: f for f in previous.files} if previous else {}
     for rel, path in found.items():
         ctx.check_cancel()
         name = f"producer/{rel}"
         d = file_digests(path, ["sha256", "md5"])
         old = prev_by_path.get(name)
-        unchanged = old is not None and old.sha256 == d["sha256"] and old.size == path.stat().st_size
+        unchanged = (
+            old is not None and old.sha256 == d["sha256"] and old.size == path.stat().st_size
+        )
         entries[name] = {
-            "name": name, "size": path.stat().st_size, "sha256": d["sha256"], "md5": d["md5"],
-            "storage_key": old.storage_key if unchanged else object_key(ark, version, PRODUCER, rel),
+            "name": name,
+            "size": path.stat().st_size,
+            "sha256": d["sha256"],
+            "md5": d["md5"],
+            "storage_key": old.storage_key
+            if unchanged
+            else object_key(ark, version, PRODUCER, rel),
             "source": None if unchanged else str(path),
         }
     system = ctx.workdir / SYSTEM
     system.mkdir(parents=True, exist_ok=True)
     conf = ctx.conf
     where = [ark] + ([conf["local_id"]] if conf.get("local_id") else [])
-    (system / "mrt-erc.txt").write_text(erc_text(
-        who=conf.get("creator", ""), what=conf.get("title", ""), when=conf.get("date", ""),
-        where=where))
-    (system / "mrt-dc.xml").write_text(dublin_core_xml(
-        title=conf.get("title", ""), creator=conf.get("creator", ""), date=conf.get("date", ""),
-        identifiers=where))
+    (system / "mrt-erc.txt").write_text(
+        erc_text(
+            who=conf.get("creator", ""),
+            what=conf.get("title", ""),
+            when=conf.get("date", ""),
+            where=where,
+        )
+    )
+    (system / "mrt-dc.xml").write_text(
+        dublin_core_xml(
+            title=conf.get("title", ""),
+            creator=conf.get("creator", ""),
+            date=conf.get("date", ""),
+            identifiers=where,
+        )
+    )
     for sys_name in ("mrt-erc.txt", "mrt-dc.xml"):
         path = system / sys_name
         d = file_digests(path, ["sha256", "md5"])
         entries[f"system/{sys_name}"] = {
-            "name": f"system/{sys_name}", "size": path.stat().st_size, "sha256": d["sha256"],
-            "md5": d["md5"], "storage_key": object_key(ark, version, SYSTEM, sys_name),
+            "name": f"system/{sys_name}",
+            "size": path.stat().st_size,
+            "sha256": d["sha256"],
+            "md5": d["md5"],
+            "storage_key": object_key(ark, version, SYSTEM, sys_name),
             "source": str(path),
         }
-    listed = [ManifestFile(name=e["name"], size=e["size"], sha256=e["sha256"],
-                           storage_key=e["storage_key"]) for e in entries.values()]
+    listed = [
+        ManifestFile(
+            name=e["name"], size=e["size"], sha256=e["sha256"], storage_key=e["storage_key"]
+        )
+        for e in entries.values()
+    ]
     (system / MANIFEST_NAME).write_text(storage_manifest_text(ark, version, listed))
-    plan.write_json(ctx.workdir / STORAGE_PLAN, {
-        "ark": ark, "version": version, "files": list(entries.values()),
-        "manifest": {"source": str(system / MANIFEST_NAME),
-                     "storage_key": object_key(ark, version, SYSTEM, MANIFEST_NAME)},
-    })
+    plan.write_json(
+        ctx.workdir / STORAGE_PLAN,
+        {
+            "ark": ark,
+            "version": version,
+            "files": list(entries.values()),
+            "manifest": {
+                "source": str(system / MANIFEST_NAME),
+                "storage_key": object_key(ark, version, SYSTEM, MANIFEST_NAME),
+            },
+        },
+    )
     new = sum(1 for e in entries.values() if e["source"])
-    return Outcome("storing", message=f"{ark} version {version}: {len(entries)} file(s),"
-                                      f" {new} to store")
+    return Outcome(
+        "storing", message=f"{ark} version {version}: {len(entries)} file(s), {new} to store"
+    )
 
 
 def storage_plan(ctx: JobContext) -> dict:
     got = plan.read_json(ctx.workdir / STORAGE_PLAN)
     if got is None:
-        raise StepFailed("the working folder has no storage plan; requeue the job so that"
-                         " processing runs again", "missing_state")
+        raise StepFailed(
+            "the working folder has no storage plan; requeue the job so that processing runs again",
+            "missing_state",
+        )
     return got
-

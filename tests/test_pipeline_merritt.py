@@ -1,4 +1,4 @@
-"""Every real Merritt sample deposit ingests end to end, digests verified, on the embedded set-up."""
+"""Every real Merritt sample deposit ingests end to end, with its digests verified."""
 
 from __future__ import annotations
 
@@ -27,9 +27,12 @@ def md5(path: Path) -> str:
 
 
 def test_every_merritt_sample_ingests(merritt, queue, cfg, tmp_path):
-    bids = {name: queue.submit(f"{merritt.url}/{name}", "demo", "tester",
-                               notify_email="curator@example.org")
-            for name in SAMPLES}
+    bids = {
+        name: queue.submit(
+            f"{merritt.url}/{name}", "demo", "tester", notify_email="curator@example.org"
+        )
+        for name in SAMPLES
+    }
     run_worker(cfg, threads=3)
     storage = tmp_path / "storage"
     inv = Inventory.open(cfg["inventory"]["url"])
@@ -51,8 +54,9 @@ def test_every_merritt_sample_ingests(merritt, queue, cfg, tmp_path):
                 stored = storage / f.storage_key
                 assert stored.is_file(), f.storage_key
                 assert hashlib.sha256(stored.read_bytes()).hexdigest() == f.sha256
-            assert (storage / quote(job["ark"], safe="") / "1" / "system" /
-                    "mrt-manifest.txt").is_file()
+            assert (
+                storage / quote(job["ark"], safe="") / "1" / "system" / "mrt-manifest.txt"
+            ).is_file()
     assert len(arks) == 3 + 3 + 3 + 3 + 1, "each object got its own ARK"
     # the manifests' md5 digests match what was stored
     for name in ("4blocks.checkm", "call911.checkm"):

@@ -121,7 +121,9 @@ class Config:
         profiles = self.data.get("profiles") or {}
         if name not in profiles:
             known = ", ".join(sorted(profiles)) or "none"
-            raise ConfigError(f"profile {name!r} is not configured in {self.source} (known: {known})")
+            raise ConfigError(
+                f"profile {name!r} is not configured in {self.source} (known: {known})"
+            )
         return dict(profiles[name] or {})
 
     def redacted(self) -> dict:
@@ -129,9 +131,7 @@ class Config:
 
         def walk(node: Any) -> Any:
             if isinstance(node, dict):
-                return {
-                    k: ("***" if k in SECRET_KEYS and v else walk(v)) for k, v in node.items()
-                }
+                return {k: ("***" if k in SECRET_KEYS and v else walk(v)) for k, v in node.items()}
             if isinstance(node, list):
                 return [walk(v) for v in node]
             return node
@@ -139,8 +139,11 @@ class Config:
         return walk(self.data)
 
 
-def load(path: str | Path | None = None, environ: dict[str, str] | None = None,
-         overrides: dict | None = None) -> Config:
+def load(
+    path: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict | None = None,
+) -> Config:
     """Defaults, then the YAML file (``path`` or ``$ZKQUEUE_CONFIG``), then the environment,
     then ``overrides`` (command-line options)."""
     environ = dict(os.environ if environ is None else environ)
@@ -157,7 +160,9 @@ def load(path: str | Path | None = None, environ: dict[str, str] | None = None,
         except yaml.YAMLError as e:
             raise ConfigError(f"configuration {p} is not valid YAML: {e}") from e
         if not isinstance(loaded, dict):
-            raise ConfigError(f"configuration {p} must be a mapping of keys, found {type(loaded).__name__}")
+            raise ConfigError(
+                f"configuration {p} must be a mapping of keys, found {type(loaded).__name__}"
+            )
         if "profiles" in loaded:
             data["profiles"] = {}
         data = _merge(data, loaded)
@@ -172,7 +177,9 @@ def load(path: str | Path | None = None, environ: dict[str, str] | None = None,
 def _validate(cfg: Config) -> None:
     pct = cfg["disk_threshold_percent"]
     if not isinstance(pct, int | float) or not 0 < pct <= 100:
-        raise ConfigError(f"disk_threshold_percent in {cfg.source} must be in (0, 100], found {pct!r}")
+        raise ConfigError(
+            f"disk_threshold_percent in {cfg.source} must be in (0, 100], found {pct!r}"
+        )
     if not str(cfg["zookeeper"]["root"]).startswith("/"):
         raise ConfigError(f"zookeeper.root in {cfg.source} must start with '/'")
     for name, prof in (cfg.get("profiles") or {}).items():

@@ -14,18 +14,24 @@ from prometheus_client import Counter, Gauge, Histogram
 STEP_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
 
 TRANSITIONS = Counter(
-    "zkqueue_transitions_total", "Status changes committed by this process",
+    "zkqueue_transitions_total",
+    "Status changes committed by this process",
     ["kind", "from_status", "to_status"],
 )
 STEP_SECONDS = Histogram(
-    "zkqueue_step_duration_seconds", "Time a step handler ran", ["kind", "step"],
+    "zkqueue_step_duration_seconds",
+    "Time a step handler ran",
+    ["kind", "step"],
     buckets=STEP_BUCKETS,
 )
 FAILURES = Counter(
-    "zkqueue_failures_total", "Items that failed, by step and error class",
+    "zkqueue_failures_total",
+    "Items that failed, by step and error class",
     ["kind", "step", "error_class"],
 )
-RETRIES = Counter("zkqueue_retries_total", "Transient errors retried inside a step", ["error_class"])
+RETRIES = Counter(
+    "zkqueue_retries_total", "Transient errors retried inside a step", ["error_class"]
+)
 DOWNLOADED = Counter("zkqueue_downloaded_bytes_total", "Payload bytes downloaded")
 STORED = Counter("zkqueue_stored_bytes_total", "Bytes written to storage")
 DEFERRED = Counter("zkqueue_deferred_total", "Claims released without a change", ["kind", "step"])

@@ -31,9 +31,16 @@ class SubmissionError(ValueError):
 
 
 def layout_dirs(layout: Layout) -> list[str]:
-    dirs = [layout.batches, layout.jobs, layout.collection_holds, layout.p("locks", "queue"),
-            layout.p("locks", "localid"), layout.p("counters"), layout.workers,
-            layout.p("batch-uuids")]
+    dirs = [
+        layout.batches,
+        layout.jobs,
+        layout.collection_holds,
+        layout.p("locks", "queue"),
+        layout.p("locks", "localid"),
+        layout.p("counters"),
+        layout.workers,
+        layout.p("batch-uuids"),
+    ]
     dirs += [layout.job_state_dir(s) for s in states.JOB_STATUSES]
     dirs += [layout.batch_state_dir(s) for s in states.BATCH_STATUSES]
     return dirs
@@ -45,8 +52,9 @@ def ensure_layout(zk: KazooClient, layout: Layout) -> None:
 
 
 def connect(cfg: Config, read_only: bool = False) -> KazooClient:
-    zk = KazooClient(hosts=cfg.zk_hosts, timeout=float(cfg["zookeeper"]["session_timeout"]),
-                     read_only=read_only)
+    zk = KazooClient(
+        hosts=cfg.zk_hosts, timeout=float(cfg["zookeeper"]["session_timeout"]), read_only=read_only
+    )
     zk.start(timeout=float(cfg["zookeeper"].get("connect_timeout", 15)))
     return zk
 
@@ -175,11 +183,17 @@ class Queue:
         status = self._get(self.layout.batch_status(bid))
         if status is None:
             return None
-        return {"batch_id": bid, **status, "submission": self._get(self.layout.batch_submission(bid))}
+        return {
+            "batch_id": bid,
+            **status,
+            "submission": self._get(self.layout.batch_submission(bid)),
+        }
 
     def batch_job_ids(self, bid: str) -> list[str]:
-        futures = [self.zk.get_children_async(self.layout.batch_members(bid, o))
-                   for o in states.BATCH_OUTCOMES]
+        futures = [
+            self.zk.get_children_async(self.layout.batch_members(bid, o))
+            for o in states.BATCH_OUTCOMES
+        ]
         ids: list[str] = []
         for f in futures:
             try:
@@ -191,8 +205,9 @@ class Queue:
     def jobs(self, jids: list[str]) -> list[dict]:
         """Status, local id, ARK and message of each job, read pipelined."""
         names = ("status", "configuration", "ark", "priority")
-        futs = [(jid, [self.zk.get_async(self.layout.job_node(jid, n)) for n in names])
-                for jid in jids]
+        futs = [
+            (jid, [self.zk.get_async(self.layout.job_node(jid, n)) for n in names]) for jid in jids
+        ]
         out = []
         for jid, fs in futs:
             vals = []
@@ -205,20 +220,22 @@ class Queue:
             if status is None:
                 continue
             conf = conf or {}
-            out.append({
-                "job_id": jid,
-                "batch_id": conf.get("batch_id"),
-                "status": status.get("status"),
-                "local_id": conf.get("local_id") or "",
-                "ark": ark or "",
-                "message": status.get("message", ""),
-                "priority": prio,
-                "last_modified": status.get("last_modified"),
-                "last_successful_status": status.get("last_successful_status"),
-                "retry_count": status.get("retry_count", 0),
-                "payload_url": conf.get("payload_url"),
-                "title": conf.get("title", ""),
-            })
+            out.append(
+                {
+                    "job_id": jid,
+                    "batch_id": conf.get("batch_id"),
+                    "status": status.get("status"),
+                    "local_id": conf.get("local_id") or "",
+                    "ark": ark or "",
+                    "message": status.get("message", ""),
+                    "priority": prio,
+                    "last_modified": status.get("last_modified"),
+                    "last_successful_status": status.get("last_successful_status"),
+                    "retry_count": status.get("retry_count", 0),
+                    "payload_url": conf.get("payload_url"),
+                    "title": conf.get("title", ""),
+                }
+            )
         return out
 
     def job(self, jid: str) -> dict | None:
@@ -269,10 +286,16 @@ class Queue:
                 b = self.batch(bid)
                 if b:
                     sub = b.get("submission") or {}
-                    out.append({"batch_id": bid, "status": b["status"],
-                                "profile": sub.get("profile"), "submitter": sub.get("submitter"),
-                                "message": b.get("message", ""),
-                                "last_modified": b.get("last_modified")})
+                    out.append(
+                        {
+                            "batch_id": bid,
+                            "status": b["status"],
+                            "profile": sub.get("profile"),
+                            "submitter": sub.get("submitter"),
+                            "message": b.get("message", ""),
+                            "last_modified": b.get("last_modified"),
+                        }
+                    )
         return out
 
     def list_jobs(self, status: str | None = None) -> list[dict]:
@@ -291,6 +314,7 @@ class Queue:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Items per status from the dirs' stat (numChildren), no listing."""
+
         def count(paths: dict[str, str]) -> dict[str, int]:
             futs = {s: self.zk.exists_async(p) for s, p in paths.items()}
             return {s: (f.get().numChildren if f.get() else 0) for s, f in futs.items()}

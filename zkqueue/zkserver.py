@@ -157,7 +157,9 @@ def start(
         time.sleep(0.2)
     tail = (data_dir / "zookeeper.log").read_text(errors="replace")[-3000:]
     _kill(proc.pid)
-    raise ZooKeeperUnavailable(f"ZooKeeper did not answer on {host}:{port} in {timeout:.0f}s:\n{tail}")
+    raise ZooKeeperUnavailable(
+        f"ZooKeeper did not answer on {host}:{port} in {timeout:.0f}s:\n{tail}"
+    )
 
 
 def _kill(pid: int, grace: float = 10.0) -> None:
