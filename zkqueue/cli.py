@@ -242,6 +242,26 @@ def demo(ctx, workdir: str, threads: int) -> None:
     sys.exit(run_demo(Path(workdir), threads=threads, zk=root.get("zk"), root=root.get("root")))
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.pass_context
+def serve(ctx, host: str, port: int) -> None:
+    """HTTP submission/progress API and the queue's /metrics."""
+    from .api import serve as run_api
+
+    sys.exit(run_api(get_cfg(ctx), host=host, port=port))
+
+
+def _register_admin() -> None:
+    from admin.cli import admin
+
+    main.add_command(admin)
+
+
+_register_admin()
+
+
 def run() -> None:
     main(obj={})
 
