@@ -13,7 +13,7 @@ from kazoo.exceptions import NoNodeError
 from handlers.context import BatchContext, Defer, Outcome, StepFailed
 from zkqueue import expansion
 from zkqueue.checkm import ManifestError, looks_like_checkm
-from zkqueue.mail import Mail
+from zkqueue.mail import Mail, MailError
 from zkqueue.payloads import expand, url_file_name
 from zkqueue.queue import Queue
 
@@ -99,7 +99,13 @@ def report(ctx: BatchContext) -> Outcome:
     to = [a for a in [ctx.submission.get("notify_email")] if a]
     mail = Mail(to=to, subject=f"zkqueue batch {ctx.ident} {status}: {message}",
                 body=summary_text(ctx.ident, status, doc))
-    mailer = ctx.services.mailer
-    if to or hasattr(mailer, "folder"):
-        mailer.send(mail, f"{ctx.ident}-{ctx.claim.status}-{ctx.claim.status_version}")
+    if to:
+        try:
+            ctx.services.mailer.send(mail, f"{ctx.ident}-{ctx.claim.status}-"
+                                           f"{ctx.claim.status_version}")
+        except MailError as e:
+            if not e.permanent:
+                raise Defer(f"summary mail not sent yet: {e}", delay=60.0) from e
+            ctx.log.warning("summary mail refused: %s", e)
+            message += f" (summary mail not sent: {e})"
     return Outcome(status, message=message)

@@ -22,6 +22,7 @@ from tenacity import (
 )
 
 from handlers.context import JobContext, Outcome, StepFailed
+from handlers.fetch import redact
 
 
 def _transient(exc: BaseException) -> bool:
@@ -51,18 +52,18 @@ def post_callback(url: str, body: dict, secret: str | None, http: dict) -> None:
 def notify(ctx: JobContext) -> Outcome:
     sub = ctx.submission
     url = sub.get("callback_url")
-    note = "no callback"
+    ark, version = ctx.read("ark"), ctx.read("version")
+    note = f"ingested as {ark} version {version}"
     if url:
         body = {"job_id": ctx.ident, "batch_id": ctx.conf["batch_id"], "status": "completed",
-                "ark": ctx.read("ark"), "version": ctx.read("version"),
-                "local_id": ctx.conf.get("local_id") or ""}
+                "ark": ark, "version": version, "local_id": ctx.conf.get("local_id") or ""}
         secret = (ctx.cfg.get("profiles") or {}).get(ctx.conf["profile"], {}) or {}
         try:
             post_callback(url, body, secret.get("callback_secret"), ctx.cfg["http"])
         except requests.RequestException as e:
             code = getattr(getattr(e, "response", None), "status_code", None)
             why = f"HTTP {code}" if code else type(e).__name__
-            raise StepFailed(f"callback to {url} failed: {why}", "callback") from e
-        note = "callback sent"
+            raise StepFailed(f"callback to {redact(url)} failed: {why}", "callback") from e
+        note += "; callback sent"
     shutil.rmtree(ctx.workdir, ignore_errors=True)
     return Outcome("completed", message=note)

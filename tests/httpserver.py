@@ -13,7 +13,7 @@ API (keep it small; other tests use it):
   requests for `path` (only `method` ones, when given) with `status` and an empty body.
 - drop_next(path, times=1): announce the full Content-Length, send half of the body, then
   close the connection.
-- stall_next(path, seconds, times=1): wait `seconds` before answering.
+- stall_next(path, seconds, times=1, method=None): wait `seconds` before answering.
 - redirect(path, location, status=302): answer every request for `path` with a redirect.
 - rewrite_urls(source_dir, dest_dir, base_url): copy a folder, pointing every URL in its .checkm
   files at base_url (for the Merritt samples, whose URLs name github).
@@ -152,8 +152,9 @@ class LoopbackServer:
     def drop_next(self, path: str, times: int = 1) -> None:
         self._add(path, {"kind": "drop", "times": times, "method": None})
 
-    def stall_next(self, path: str, seconds: float, times: int = 1) -> None:
-        self._add(path, {"kind": "stall", "seconds": seconds, "times": times, "method": None})
+    def stall_next(self, path: str, seconds: float, times: int = 1,
+                   method: str | None = None) -> None:
+        self._add(path, {"kind": "stall", "seconds": seconds, "times": times, "method": method})
 
     def redirect(self, path: str, location: str, status: int = 302) -> None:
         with self._lock:

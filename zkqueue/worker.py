@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import ConnectionLoss, NoNodeError, SessionExpiredError
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
+from prometheus_client import start_http_server
 
 import handlers
 from handlers.context import BatchContext, Cancelled, Defer, JobContext, StepFailed
@@ -132,6 +133,8 @@ class Worker:
         self.heartbeat_path = self.layout.p(
             "workers", f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")
         self.handled = 0
+        self.metrics_server = None
+        self._stop_at: float | None = None
         self.listeners: list = []  # called as fn(kind, ident, from_status, to_status)
 
     # -- connection and caches ---------------------------------------------------------------
@@ -229,18 +232,24 @@ class Worker:
         return max(0.05, min(self.poll, min(self.backoff.values()) - time.monotonic()))
 
     def _nothing_left(self) -> bool:
-        """For --drain: no step of ours running and no work anywhere that could reach us."""
+        """For --drain: no step of ours running, no entry in a dir we serve that we could act on.
+
+        Pending items of a paused queue and batches waiting for their jobs do not count: nothing
+        this worker can do moves them. Items other workers hold do count (they may fail back).
+        """
         if self.busy:
             return False
         zk, lay = self.zk, self.layout
-        dirs = [lay.job_state_dir(s) for s in states.JOB_ACTIVE
+        dirs = [lay.job_state_dir(s) for s in self.job_states
                 if not (self.paused and s == "pending")]
         dirs += [lay.batch_state_dir(s) for s in ("pending", "processing")
-                 if not (self.paused and s == "pending")]
+                 if s in self.batch_states and not (self.paused and s == "pending")]
         futs = [zk.exists_async(d) for d in dirs]
         if any((f.get() and f.get().numChildren) for f in futs):
             return False
         for s in ("reporting", "update-reporting"):
+            if s not in self.batch_states:
+                continue
             for bid in zk.get_children(lay.batch_state_dir(s)):
                 stat = zk.exists(lay.batch_members(bid, "processing"))
                 if stat is None or stat.numChildren == 0:
@@ -437,6 +446,7 @@ class Worker:
         if self.stopping.is_set():
             return
         self.stopping.set()
+        self._stop_at = time.monotonic()
         with self.cond:
             self.cond.notify_all()
 
@@ -451,6 +461,9 @@ class Worker:
 
     def run(self) -> int:
         """Serve until stopped (or, with drain, until nothing is left); returns an exit code."""
+        if not self._serve_metrics():
+            self.close()
+            return 1
         ensure_layout(self.zk, self.layout)
         self.zk.add_listener(self._on_state)
         if threading.current_thread() is threading.main_thread():
@@ -469,6 +482,10 @@ class Worker:
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(timeout=0.5)
+            if self._stop_at and time.monotonic() > self._stop_at + self.grace + 5.0:
+                # A step stuck in I/O past its cancel: closing the session drops its locks.
+                log.warning("steps still running after shutdown grace; closing the session")
+                break
             if time.monotonic() >= next_poll and not self.stopping.is_set():
                 next_poll = time.monotonic() + self.poll
                 self._refresh()
@@ -477,7 +494,24 @@ class Worker:
         log.info("worker stopped", extra={"handled": self.handled, "drained": self.drained})
         return 0
 
+    def _serve_metrics(self) -> bool:
+        """This process's own /metrics on worker.metrics_port (0: off); Prometheus sums them."""
+        port = int(self.cfg["worker"].get("metrics_port") or 0)
+        if not port:
+            return True
+        addr = str(self.cfg["worker"].get("metrics_addr") or "0.0.0.0")
+        try:
+            self.metrics_server, _ = start_http_server(port, addr=addr)
+        except OSError as e:
+            log.error("cannot serve metrics on %s:%d: %s", addr, port, e.strerror or e)
+            return False
+        return True
+
     def close(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
         try:
             self.zk.delete(self.heartbeat_path)
         except Exception:  # noqa: BLE001 - the node is ephemeral anyway
