@@ -41,7 +41,10 @@ DEFAULTS: dict[str, Any] = {
         "poll_interval": 30.0,
         "provision_retry": 30.0,
         "metrics_port": 0,
+        "metrics_addr": "0.0.0.0",
     },
+    "api": {"token": None, "token_env": None, "max_body_bytes": 65536},
+    "exporter": {"timeout": 5.0, "pending_scan_limit": 20_000},
     "limits": {
         "max_state_dir": 20_000,
         "expansion_chunk": 40,
