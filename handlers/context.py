@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import ConnectionLoss, NoNodeError
 
 from zkqueue import txn
 from zkqueue.claims import Claim
@@ -83,25 +84,42 @@ class ItemContext:
     def node_path(self, name: str) -> str:
         raise NotImplementedError
 
+    def held(self, fn: Callable[[], Any]) -> Any:
+        """Run a ZooKeeper call; across a connection loss, wait and retry while the session (and
+        so the claim) survives, else abandon the step."""
+        for _ in range(3):
+            try:
+                return fn()
+            except ConnectionLoss:
+                wait = self.services.await_session
+                if wait is None or not wait(self.claim.session_id):
+                    raise Cancelled(f"{self.ident}: connection lost with the session") from None
+        raise Cancelled(f"{self.ident}: connection keeps failing")
+
     def read(self, name: str) -> Any:
         try:
-            return decode(self.zk.get(self.node_path(name))[0])
+            return decode(self.held(lambda: self.zk.get(self.node_path(name)))[0])
         except NoNodeError:
             return None
 
     def write(self, name: str, value: Any) -> None:
         """Create or replace a child node of this item, only while the claim is ours."""
         path = self.node_path(name)
-        exists = self.zk.exists(path) is not None
-        tx = self.zk.transaction()
-        tx.check(self.claim.node_path, self.claim.node_version)
-        if exists:
-            tx.set_data(path, encode(value))
-        else:
-            tx.create(path, encode(value))
-        try:
+
+        def attempt() -> None:
+            tx = self.zk.transaction()
+            tx.check(self.claim.node_path, self.claim.node_version)
+            if self.zk.exists(path) is not None:
+                tx.set_data(path, encode(value))
+            else:
+                tx.create(path, encode(value))
             txn.commit(tx)
+
+        try:
+            self.held(attempt)
         except txn.TransactionFailed as e:
+            if e.exists:  # a retried create that had gone through before the connection broke
+                return self.write(name, value)
             raise Cancelled(f"{self.ident}: claim lost while writing {name}") from e
 
 

@@ -6,7 +6,7 @@ and a mis-configured part fails the first step that needs it with a message nami
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from functools import cached_property
 
 from kazoo.client import KazooClient
@@ -19,7 +19,8 @@ class Services:
     def __init__(self, cfg: Config, zk: KazooClient, layout: Layout | None = None):
         self.cfg, self.zk = cfg, zk
         self.layout = layout or Layout(cfg.zk_root)
-        self._lock = threading.Lock()
+        # Set by a worker: waits out a connection loss; True if the given session survived.
+        self.await_session: Callable[[int], bool] | None = None
 
     @cached_property
     def fetcher(self):

@@ -116,6 +116,7 @@ class Worker:
         self.zk = zk or connect(cfg)
         self._own_zk = zk is None
         self.services = Services(cfg, self.zk)
+        self.services.await_session = self.await_session
         self.layout = self.services.layout
         self.poll = float(cfg["worker"]["poll_interval"])
         self.grace = float(cfg["worker"].get("shutdown_grace", 10.0))
@@ -315,13 +316,17 @@ class Worker:
                 except (ConnectionLoss, SessionExpiredError):
                     pass
 
+    def await_session(self, session_id: int) -> bool:
+        """Wait out a connection loss; True if we are connected again on ``session_id``."""
+        if not self.connected.wait(timeout=float(self.cfg["zookeeper"]["session_timeout"])):
+            return False
+        current = self.zk.client_id[0] if self.zk.client_id else None
+        return current == session_id
+
     def _await(self, c: claims.Claim) -> None:
         """Hold a commit while SUSPENDED; give up if the session (and so the claim) is gone."""
-        if not self.connected.wait(timeout=float(self.cfg["zookeeper"]["session_timeout"])):
-            raise LostClaim(f"{c.ident}: no connection to ZooKeeper")
-        current = self.zk.client_id[0] if self.zk.client_id else None
-        if current != c.session_id:
-            raise LostClaim(f"{c.ident}: session changed, claim gone")
+        if not self.await_session(c.session_id):
+            raise LostClaim(f"{c.ident}: session gone, and the claim with it")
 
     def _step(self, kind: str, c: claims.Claim, fn, ctx):
         """Run one handler; returns its Outcome, or None after failing/deferring the item."""
@@ -329,8 +334,17 @@ class Worker:
         t0 = time.monotonic()
         extra = {kind: c.ident, "step": step}
         try:
-            ctx.check_cancel()
-            return fn(ctx)
+            for _ in range(3):
+                ctx.check_cancel()
+                try:
+                    return fn(ctx)
+                except ConnectionLoss:
+                    # Held, not failed: the step is idempotent, so once the same session is
+                    # back it simply runs again; a new session means the claim is gone.
+                    if not self.await_session(c.session_id):
+                        raise Cancelled(f"{c.ident}: connection lost with the session") from None
+                    log.info("connection back: running the step again", extra=extra)
+            raise Cancelled(f"{c.ident}: connection keeps failing")
         except Defer as d:
             metrics.DEFERRED.labels(kind=kind, step=step).inc()
             log.info("deferred: %s", d.reason, extra=extra)
@@ -358,13 +372,22 @@ class Worker:
                 priority: int | None = None, release: bool = True) -> bool:
         frm = c.status
         try:
-            self._await(c)
-            if kind == "job":
-                transition_job(self.zk, self.layout, c.ident, to, message=message,
-                               priority=priority, claim=c, release=release)
-            else:
-                transition_batch(self.zk, self.layout, c.ident, to, message=message, claim=c,
-                                 release=release)
+            for attempt in range(3):
+                self._await(c)
+                try:
+                    if kind == "job":
+                        transition_job(self.zk, self.layout, c.ident, to, message=message,
+                                       priority=priority, claim=c, release=release)
+                    else:
+                        transition_batch(self.zk, self.layout, c.ident, to, message=message,
+                                         claim=c, release=release)
+                    break
+                except ConnectionLoss:
+                    self._await(c)
+                    if self._landed(kind, c, to):
+                        break
+                    if attempt == 2:
+                        raise LostClaim(f"{c.ident}: connection keeps failing") from None
         except LostClaim as e:
             metrics.CLAIMS_LOST.inc()
             log.warning("not committed: %s", e, extra={kind: c.ident})
@@ -372,7 +395,18 @@ class Worker:
         metrics.TRANSITIONS.labels(kind=kind, from_status=frm, to_status=to).inc()
         for fn in self.listeners:
             fn(kind, c.ident, frm, to)
-        log.info("%s -> %s", frm, to, extra={kind: c.ident, "message": message[:500]})
+        log.info("%s -> %s", frm, to, extra={kind: c.ident, "status_message": message[:500]})
+        return True
+
+    def _landed(self, kind: str, c: claims.Claim, to: str) -> bool:
+        """Did a commit cut off by a connection loss go through? (Then the claim follows it.)"""
+        path = self.layout.job_node(c.ident, "status") if kind == "job" \
+            else self.layout.batch_status(c.ident)
+        data, stat = self.zk.get(path)
+        if (decode(data) or {}).get("status") != to or stat.version != c.status_version + 1:
+            return False
+        c.status, c.status_version = to, stat.version
+        c.released = not self.zk.exists(c.lock_path)
         return True
 
     def _run_job(self, c: claims.Claim, cancel: threading.Event) -> None:
