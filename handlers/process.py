@@ -25,6 +25,7 @@ from handlers.context import Defer, JobContext, Outcome, StepFailed
 from handlers.digests import file_digests
 from handlers.download import PRODUCER
 from handlers.metadata import ManifestFile, dublin_core_xml, erc_text, storage_manifest_text
+from zkqueue.inventory import FileRecord
 from zkqueue.storage import object_key
 
 SYSTEM = "system"
@@ -70,6 +71,35 @@ def _producer_files(root: Path) -> dict[str, Path]:
     return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _entry(name: str, path: Path, key: str, old: FileRecord | None = None) -> dict:
+    """A file of the new version; one unchanged from ``old`` keeps its key and is not uploaded."""
+    d = file_digests(path, ["sha256", "md5"])
+    size = path.stat().st_size
+    if old is not None and old.sha256 == d["sha256"] and old.size == size:
+        return {"name": name, "size": size, "sha256": d["sha256"], "md5": d["md5"],
+                "storage_key": old.storage_key, "source": None}
+    return {"name": name, "size": size, "sha256": d["sha256"], "md5": d["md5"],
+            "storage_key": key, "source": str(path)}
+
+
+def _carried(f: FileRecord) -> dict:
+    return {"name": f.path, "size": f.size, "sha256": f.sha256, "md5": f.md5,
+            "storage_key": f.storage_key, "source": None}
+
+
+def _system_files(ctx: JobContext, ark: str) -> dict[str, Path]:
+    system = ctx.workdir / SYSTEM
+    system.mkdir(parents=True, exist_ok=True)
+    conf = ctx.conf
+    who, what, when = conf.get("creator", ""), conf.get("title", ""), conf.get("date", "")
+    where = [ark] + ([conf["local_id"]] if conf.get("local_id") else [])
+    files = {"mrt-erc.txt": erc_text(who=who, what=what, when=when, where=where),
+             "mrt-dc.xml": dublin_core_xml(title=what, creator=who, date=when, identifiers=where)}
+    for name, text in files.items():
+        (system / name).write_text(text)
+    return {name: system / name for name in files}
+
+
 def process(ctx: JobContext) -> Outcome:
     ark = _ark_for(ctx)
     ctx.check_cancel()
@@ -81,97 +111,33 @@ def process(ctx: JobContext) -> Outcome:
         ctx.write("version", version)
     elif previous and previous.version >= version:
         previous = next((v for v in inv.versions(ark) if v.version == version - 1), None)
-    producer = ctx.workdir / PRODUCER
-    found = _producer_files(producer)
+    found = _producer_files(ctx.workdir / PRODUCER)
     if not found:
-        raise StepFailed(
-            "the object holds no files (nothing was downloaded or unpacked)", "invalid_input"
-        )
+        raise StepFailed("the object holds no files (nothing was downloaded or unpacked)")
+    before = {f.path: f for f in previous.files} if previous else {}
     entries: dict[str, dict] = {}
-    if previous and ctx.conf.get("submission_mode", "add") == "add":
-        for f in previous.files:
-            if f.path.startswith("producer/"):
-                entries[f.path] = {
-                    "name": f.path,
-                    "size": f.size,
-                    "sha256": f.sha256,
-                    "md5": f.md5,
-                    "storage_key": f.storage_key,
-                    "source": None,
-                }
-    prev_by_path = {f.path: f for f in previous.files} if previous else {}
+    if ctx.conf.get("submission_mode", "add") == "add":
+        entries = {p: _carried(f) for p, f in before.items() if p.startswith("producer/")}
     for rel, path in found.items():
         ctx.check_cancel()
-        name = f"producer/{rel}"
-        d = file_digests(path, ["sha256", "md5"])
-        old = prev_by_path.get(name)
-        unchanged = (
-            old is not None and old.sha256 == d["sha256"] and old.size == path.stat().st_size
-        )
-        entries[name] = {
-            "name": name,
-            "size": path.stat().st_size,
-            "sha256": d["sha256"],
-            "md5": d["md5"],
-            "storage_key": old.storage_key
-            if unchanged
-            else object_key(ark, version, PRODUCER, rel),
-            "source": None if unchanged else str(path),
-        }
-    system = ctx.workdir / SYSTEM
-    system.mkdir(parents=True, exist_ok=True)
-    conf = ctx.conf
-    where = [ark] + ([conf["local_id"]] if conf.get("local_id") else [])
-    (system / "mrt-erc.txt").write_text(
-        erc_text(
-            who=conf.get("creator", ""),
-            what=conf.get("title", ""),
-            when=conf.get("date", ""),
-            where=where,
-        )
-    )
-    (system / "mrt-dc.xml").write_text(
-        dublin_core_xml(
-            title=conf.get("title", ""),
-            creator=conf.get("creator", ""),
-            date=conf.get("date", ""),
-            identifiers=where,
-        )
-    )
-    for sys_name in ("mrt-erc.txt", "mrt-dc.xml"):
-        path = system / sys_name
-        d = file_digests(path, ["sha256", "md5"])
-        entries[f"system/{sys_name}"] = {
-            "name": f"system/{sys_name}",
-            "size": path.stat().st_size,
-            "sha256": d["sha256"],
-            "md5": d["md5"],
-            "storage_key": object_key(ark, version, SYSTEM, sys_name),
-            "source": str(path),
-        }
-    listed = [
-        ManifestFile(
-            name=e["name"], size=e["size"], sha256=e["sha256"], storage_key=e["storage_key"]
-        )
-        for e in entries.values()
-    ]
-    (system / MANIFEST_NAME).write_text(storage_manifest_text(ark, version, listed))
-    plan.write_json(
-        ctx.workdir / STORAGE_PLAN,
-        {
-            "ark": ark,
-            "version": version,
-            "files": list(entries.values()),
-            "manifest": {
-                "source": str(system / MANIFEST_NAME),
-                "storage_key": object_key(ark, version, SYSTEM, MANIFEST_NAME),
-            },
-        },
-    )
+        name = f"{PRODUCER}/{rel}"
+        entries[name] = _entry(name, path, object_key(ark, version, PRODUCER, rel),
+                               before.get(name))
+    for rel, path in _system_files(ctx, ark).items():
+        name = f"{SYSTEM}/{rel}"
+        entries[name] = _entry(name, path, object_key(ark, version, SYSTEM, rel))
+    listed = [ManifestFile(name=e["name"], size=e["size"], sha256=e["sha256"],
+                           storage_key=e["storage_key"]) for e in entries.values()]
+    manifest = ctx.workdir / SYSTEM / MANIFEST_NAME
+    manifest.write_text(storage_manifest_text(ark, version, listed))
+    plan.write_json(ctx.workdir / STORAGE_PLAN, {
+        "ark": ark, "version": version, "files": list(entries.values()),
+        "manifest": {"source": str(manifest),
+                     "storage_key": object_key(ark, version, SYSTEM, MANIFEST_NAME)},
+    })
     new = sum(1 for e in entries.values() if e["source"])
-    return Outcome(
-        "storing", message=f"{ark} version {version}: {len(entries)} file(s), {new} to store"
-    )
+    return Outcome("storing", message=f"{ark} version {version}: {len(entries)} file(s),"
+                                      f" {new} to store")
 
 
 def storage_plan(ctx: JobContext) -> dict:

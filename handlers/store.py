@@ -23,12 +23,17 @@ def store(ctx: JobContext) -> Outcome:
 
     def put(f: dict) -> int:
         ctx.check_cancel()
-        got = st.put_file(f["storage_key"], Path(f["source"]), f["sha256"])
-        metrics.STORED.inc(got.size)
-        return got.size
+        return _count(st.put_file(f["storage_key"], Path(f["source"]), f["sha256"]))
 
     sizes = ctx.services.fetcher.map(put, todo)
     man = Path(sp["manifest"]["source"])
-    st.put_file(sp["manifest"]["storage_key"], man, file_digest(man, "sha256"))
+    _count(st.put_file(sp["manifest"]["storage_key"], man, file_digest(man, "sha256")))
     return Outcome("recording", message=f"stored {len(todo)} file(s), {sum(sizes)} bytes, at"
                                         f" {st.location(sp['manifest']['storage_key'])}")
+
+
+def _count(got) -> int:
+    """Bytes really uploaded (a rerun that finds the bytes in place uploads nothing)."""
+    if got.written:
+        metrics.STORED.inc(got.size)
+    return got.size

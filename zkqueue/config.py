@@ -85,7 +85,9 @@ def _env_overrides(environ: dict[str, str]) -> dict:
         node = over
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw else raw
+        key = parts[-1]
+        # Secrets stay strings: YAML would turn a numeric token into an int, "yes" into True.
+        node[key] = raw if key in SECRET_KEYS or not raw else yaml.safe_load(raw)
     return over
 
 

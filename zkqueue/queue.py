@@ -127,8 +127,10 @@ class Queue:
                 f"submission mode {submission_mode!r} is not one of {', '.join(SUBMISSION_MODES)}"
             )
         uuid = uuid or str(uuidlib.uuid4())
-        if "/" in uuid or not uuid.strip() or len(uuid) > 200:
-            raise SubmissionError(f"uuid {uuid!r} must be a non-empty name without '/'")
+        if (not uuid.strip() or uuid in (".", "..") or len(uuid) > 200
+                or any(c == "/" or ord(c) < 32 or ord(c) == 127 for c in uuid)):
+            raise SubmissionError(f"uuid {uuid!r} must be a name of at most 200 characters,"
+                                  " without '/' or control characters, and not '.' or '..'")
         self._ensure()
         existing = self.batch_for_uuid(uuid)
         if existing:
@@ -228,7 +230,7 @@ class Queue:
                     "local_id": conf.get("local_id") or "",
                     "ark": ark or "",
                     "message": status.get("message", ""),
-                    "priority": prio,
+                    "priority": clamp_priority(prio) if prio is not None else None,
                     "last_modified": status.get("last_modified"),
                     "last_successful_status": status.get("last_successful_status"),
                     "retry_count": status.get("retry_count", 0),
@@ -272,45 +274,50 @@ class Queue:
             "jobs": jobs,
         }
 
-    def list_batches(self, status: str | None = None) -> list[dict]:
-        wanted = [status] if status else list(states.BATCH_STATUSES)
-        out = []
-        for s in wanted:
-            if s not in states.BATCH_STATUSES:
-                raise ValueError(f"unknown batch status {s!r}")
+    def _listed(self, kind: str, statuses: tuple[str, ...], status: str | None, state_dir,
+                ident_of, limit: int | None) -> list[str]:
+        """Ids in the wanted state dirs, queue order within each dir, at most ``limit``."""
+        if status is not None and status not in statuses:
+            raise ValueError(f"unknown {kind} status {status!r}; known: {', '.join(statuses)}")
+        wanted = [status] if status else statuses
+        futs = [self.zk.get_children_async(state_dir(s)) for s in wanted]
+        ids: list[str] = []
+        for f in futs:
             try:
-                bids = self.zk.get_children(self.layout.batch_state_dir(s))
+                names = f.get()
             except NoNodeError:
                 continue
-            for bid in sorted(bids):
-                b = self.batch(bid)
-                if b:
-                    sub = b.get("submission") or {}
-                    out.append(
-                        {
-                            "batch_id": bid,
-                            "status": b["status"],
-                            "profile": sub.get("profile"),
-                            "submitter": sub.get("submitter"),
-                            "message": b.get("message", ""),
-                            "last_modified": b.get("last_modified"),
-                        }
-                    )
+            ids += sorted(i for i in map(ident_of, names) if i)
+            if limit is not None and len(ids) >= limit:
+                return ids[:limit]
+        return ids
+
+    def list_batches(self, status: str | None = None, limit: int | None = None) -> list[dict]:
+        bids = self._listed("batch", states.BATCH_STATUSES, status, self.layout.batch_state_dir,
+                            lambda n: n if n.startswith("bid") else None, limit)
+        futs = [(bid, self.zk.get_async(self.layout.batch_status(bid)),
+                 self.zk.get_async(self.layout.batch_submission(bid))) for bid in bids]
+        out = []
+        for bid, st_f, sub_f in futs:
+            try:
+                st, sub = decode(st_f.get()[0]) or {}, decode(sub_f.get()[0]) or {}
+            except NoNodeError:
+                continue
+            out.append({"batch_id": bid, "status": st.get("status"),
+                        "profile": sub.get("profile"), "submitter": sub.get("submitter"),
+                        "message": st.get("message", ""),
+                        "last_modified": st.get("last_modified")})
         return out
 
-    def list_jobs(self, status: str | None = None) -> list[dict]:
-        wanted = [status] if status else list(states.JOB_STATUSES)
-        jids = []
-        for s in wanted:
-            if s not in states.JOB_STATUSES:
-                raise ValueError(f"unknown job status {s!r}")
-            try:
-                names = self.zk.get_children(self.layout.job_state_dir(s))
-            except NoNodeError:
-                continue
-            entries = sorted(e for e in (parse_entry(n) for n in names) if e)
-            jids.extend(jid for _, jid in entries)
-        return self.jobs(jids)
+    def list_jobs(self, status: str | None = None, limit: int | None = None) -> list[dict]:
+        def jid_of(name: str) -> str | None:
+            e = parse_entry(name)
+            return e[1] if e else None
+
+        # entries sort by priority, then id: the queue order
+        jids = self._listed("job", states.JOB_STATUSES, status, self.layout.job_state_dir,
+                            lambda n: n if parse_entry(n) else None, limit)
+        return self.jobs([jid_of(n) for n in jids])
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Items per status from the dirs' stat (numChildren), no listing."""

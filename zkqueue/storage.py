@@ -52,6 +52,7 @@ class Stored:
     key: str
     size: int
     sha256: str
+    written: bool = True  # False: the key already held these bytes, nothing was uploaded
 
 
 class Store(Protocol):
@@ -172,7 +173,7 @@ class FileStore:
         if actual != sha256:
             raise _source_mismatch(path, sha256, actual)
         if self.exists(key, size, sha256):
-            return Stored(key, size, sha256)
+            return Stored(key, size, sha256, written=False)
         try:
             self._write(path, target, sha256)
         except OSError as exc:
@@ -397,7 +398,7 @@ class S3Store:
         if actual != sha256:
             raise _source_mismatch(path, sha256, actual)
         if self.exists(key, size, sha256):
-            return Stored(key, size, sha256)
+            return Stored(key, size, sha256, written=False)
         if size > self.multipart_threshold:
             expected_checksum, expected_etag = self._put_multipart(key, full, path, sha256)
         else:

@@ -15,11 +15,13 @@ Guarantees:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from . import states, txn
 from .layout import Layout, clamp_priority, decode, encode
@@ -98,13 +100,43 @@ def read_job(zk: KazooClient, layout: Layout, jid: str) -> tuple[dict, int, int,
         data, stat = st_a.get()
         prio = clamp_priority(decode(pr_a.get()[0]) or 5)
         conf = decode(cf_a.get()[0]) or {}
-    except Exception as e:
-        from kazoo.exceptions import NoNodeError
-
-        if isinstance(e, NoNodeError):
-            raise NotFound(f"job {jid} does not exist") from e
-        raise
+    except NoNodeError as e:
+        raise NotFound(f"job {jid} does not exist") from e
     return decode(data), stat.version, prio, conf.get("batch_id", "")
+
+
+def _move(zk: KazooClient, kind: str, ident: str, to: str, read: Callable[[], tuple],
+          ops: Callable[..., int | None], *, message: str | None, expect, claim: Claim | None,
+          release: bool, retry: bool, attempts: int) -> Result:
+    """The shared transaction loop: read, check, build one multi, commit, re-read on a race."""
+    for attempt in range(attempts):
+        cur, version, extra = read()
+        frm = cur["status"]
+        if expect is not None and frm not in expect:
+            raise StaleStatus(f"{kind} {ident} is {frm}, expected {'/'.join(sorted(expect))}")
+        if claim is not None and (claim.status != frm or claim.status_version != version):
+            raise LostClaim(f"{kind} {ident} changed under our claim ({claim.status} -> {frm})")
+        rec = _next_record(kind, ident, cur, to, message, retry)
+        tx = zk.transaction()
+        if claim is not None:
+            tx.check(claim.node_path, claim.node_version)
+        prio = ops(tx, frm, version, rec, extra)
+        if release and claim is not None:
+            tx.delete(claim.lock_path)
+        try:
+            txn.commit(tx)
+        except txn.TransactionFailed as e:
+            if claim is not None:
+                raise LostClaim(f"{kind} {ident}: claim lost at commit ({e})") from e
+            if e.conflict and attempt + 1 < attempts:
+                time.sleep(0.01 * (attempt + 1))
+                continue
+            raise
+        if claim is not None:
+            claim.status, claim.status_version = to, version + 1
+            claim.released = claim.released or release
+        return Result(ident, frm, to, rec, version + 1, prio)
+    raise StaleStatus(f"{kind} {ident}: gave up after {attempts} conflicting writers")
 
 
 def transition_job(
@@ -122,18 +154,14 @@ def transition_job(
     attempts: int = 5,
 ) -> Result:
     """Move job ``jid`` to ``to``; see the module guarantees."""
-    for attempt in range(attempts):
-        cur, version, old_prio, bid = read_job(zk, layout, jid)
-        frm = cur["status"]
-        if expect is not None and frm not in expect:
-            raise StaleStatus(f"job {jid} is {frm}, expected {'/'.join(sorted(expect))}")
-        if claim is not None and (claim.status != frm or claim.status_version != version):
-            raise LostClaim(f"job {jid} changed under our claim ({claim.status} -> {frm})")
-        rec = _next_record(states.JOB, jid, cur, to, message, retry)
+
+    def read() -> tuple:
+        cur, version, prio, bid = read_job(zk, layout, jid)
+        return cur, version, (prio, bid)
+
+    def ops(tx, frm: str, version: int, rec: dict, extra: tuple) -> int:
+        old_prio, bid = extra
         new_prio = old_prio if priority is None else clamp_priority(priority)
-        tx = zk.transaction()
-        if claim is not None:
-            tx.check(claim.node_path, claim.node_version)
         tx.set_data(layout.job_node(jid, "status"), encode(rec), version=version)
         tx.delete(layout.job_state_entry(frm, old_prio, jid))
         tx.create(layout.job_state_entry(to, new_prio, jid))
@@ -143,28 +171,13 @@ def transition_job(
         if bid and old_out != new_out:
             tx.delete(layout.batch_member(bid, old_out, jid))
             tx.create(layout.batch_member(bid, new_out, jid))
-        if release and claim is not None:
-            tx.delete(claim.lock_path)
-        try:
-            txn.commit(tx)
-        except txn.TransactionFailed as e:
-            if claim is not None:
-                raise LostClaim(f"job {jid}: claim lost at commit ({e})") from e
-            if e.conflict and attempt + 1 < attempts:
-                time.sleep(0.01 * (attempt + 1))
-                continue
-            raise
-        if claim is not None:
-            claim.status, claim.status_version = to, version + 1
-            if release:
-                claim.released = True
-        return Result(jid, frm, to, rec, version + 1, new_prio)
-    raise StaleStatus(f"job {jid}: gave up after {attempts} conflicting writers")
+        return new_prio
+
+    return _move(zk, states.JOB, jid, to, read, ops, message=message, expect=expect,
+                 claim=claim, release=release, retry=retry, attempts=attempts)
 
 
 def read_batch(zk: KazooClient, layout: Layout, bid: str) -> tuple[dict, int]:
-    from kazoo.exceptions import NoNodeError
-
     try:
         data, stat = zk.get(layout.batch_status(bid))
     except NoNodeError as e:
@@ -185,34 +198,14 @@ def transition_batch(
     attempts: int = 5,
 ) -> Result:
     """Move batch ``bid`` to ``to``; see the module guarantees."""
-    for attempt in range(attempts):
-        cur, version = read_batch(zk, layout, bid)
-        frm = cur["status"]
-        if expect is not None and frm not in expect:
-            raise StaleStatus(f"batch {bid} is {frm}, expected {'/'.join(sorted(expect))}")
-        if claim is not None and (claim.status != frm or claim.status_version != version):
-            raise LostClaim(f"batch {bid} changed under our claim ({claim.status} -> {frm})")
-        rec = _next_record(states.BATCH, bid, cur, to, message, False)
-        tx = zk.transaction()
-        if claim is not None:
-            tx.check(claim.node_path, claim.node_version)
+
+    def read() -> tuple:
+        return (*read_batch(zk, layout, bid), None)
+
+    def ops(tx, frm: str, version: int, rec: dict, extra: None) -> None:
         tx.set_data(layout.batch_status(bid), encode(rec), version=version)
         tx.delete(layout.batch_state_entry(frm, bid))
         tx.create(layout.batch_state_entry(to, bid))
-        if release and claim is not None:
-            tx.delete(claim.lock_path)
-        try:
-            txn.commit(tx)
-        except txn.TransactionFailed as e:
-            if claim is not None:
-                raise LostClaim(f"batch {bid}: claim lost at commit ({e})") from e
-            if e.conflict and attempt + 1 < attempts:
-                time.sleep(0.01 * (attempt + 1))
-                continue
-            raise
-        if claim is not None:
-            claim.status, claim.status_version = to, version + 1
-            if release:
-                claim.released = True
-        return Result(bid, frm, to, rec, version + 1)
-    raise StaleStatus(f"batch {bid}: gave up after {attempts} conflicting writers")
+
+    return _move(zk, states.BATCH, bid, to, read, ops, message=message, expect=expect,
+                 claim=claim, release=release, retry=False, attempts=attempts)
