@@ -22,6 +22,7 @@ from admin import holds as holds_mod
 from admin import requeue as requeue_mod
 from admin import show as show_mod
 from admin.errors import Refused
+from zkqueue.cli import Failure, emit, get_cfg, open_queue
 from zkqueue.config import ConfigError
 from zkqueue.inventory import Inventory, InventoryError
 from zkqueue.layout import ID_RE
@@ -382,6 +383,3 @@ def cleanup(ctx: click.Context, older_than, yes: bool, dry_run: bool, as_json: b
     if errors:
         raise Failure(f"{len(errors)} item(s) could not be removed")
 
-
-# Last, so that importing this module first works: zkqueue.cli imports it to register `admin`.
-from zkqueue.cli import Failure, emit, get_cfg, open_queue  # noqa: E402

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
 
 from admin.actor import actor
 from admin.errors import Refused
@@ -54,17 +53,6 @@ def plan_delete_jobs(zk: KazooClient, layout: Layout, jids: list[str]) -> list[d
     return plans
 
 
-def wake_batch(zk: KazooClient, layout: Layout, bid: str) -> None:
-    """Tell workers a batch may be ready to report (as a worker does when a job settles)."""
-    members = layout.batch_members(bid, "processing")
-    stat = zk.exists(members)
-    if stat is not None and stat.numChildren == 0:
-        try:
-            zk.set(members, b"ready")
-        except NoNodeError:
-            pass
-
-
 def delete_jobs(zk: KazooClient, layout: Layout, plans: list[dict]) -> list[dict]:
     """Carry out :func:`plan_delete_jobs`'s plans; each job must still be held or failed."""
     done = []
@@ -72,8 +60,6 @@ def delete_jobs(zk: KazooClient, layout: Layout, plans: list[dict]) -> list[dict
         transition_job(zk, layout, p["job_id"], "deleted", expect=DELETABLE,
                        message=f"deleted by {actor()}")
         removed = remove_folder(p["working_dir"], p["job_id"])
-        if p["batch_id"]:
-            wake_batch(zk, layout, p["batch_id"])
         done.append({**p, "working_dir_removed": removed})
     return done
 

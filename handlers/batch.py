@@ -13,6 +13,7 @@ from kazoo.exceptions import NoNodeError
 from handlers.context import BatchContext, Defer, Outcome, StepFailed
 from zkqueue import expansion
 from zkqueue.checkm import ManifestError, looks_like_checkm
+from zkqueue.layout import decode
 from zkqueue.mail import Mail, MailError
 from zkqueue.payloads import expand, url_file_name
 from zkqueue.queue import Queue
@@ -81,20 +82,43 @@ def summary_text(bid: str, status: str, doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merged_status(q: Queue, inv, bid: str) -> dict:
+    """The batch's progress from ZooKeeper, plus jobs already cleaned out of it (their last
+    outcome is in the inventory's saved summary), so a re-report loses no job."""
+    doc = q.batch_status(bid)
+    saved = inv.batch_summary(bid) or {}
+    here = {j["job_id"] for j in doc["jobs"]}
+    doc["jobs"] += [j for j in saved.get("jobs", []) if j.get("job_id") not in here]
+    doc["jobs"].sort(key=lambda j: j["job_id"])
+    counts: dict[str, int] = {}
+    for j in doc["jobs"]:
+        counts[j["status"]] = counts.get(j["status"], 0) + 1
+    doc["counts"] = counts
+    return doc
+
+
 def report(ctx: BatchContext) -> Outcome:
     if running_jobs(ctx):
         raise Defer("jobs still running", delay=60.0,
                     wake_path=ctx.layout.batch_members(ctx.ident, "processing"))
-    q = Queue(ctx.zk, ctx.layout, ctx.cfg)
-    doc = q.batch_status(ctx.ident)
+    inv = ctx.services.inventory
+    status_rec = decode(ctx.zk.get(ctx.layout.batch_status(ctx.ident))[0]) or {}
+    if status_rec.get("last_successful_status") in (None, "pending"):
+        # It failed before (or while) its manifest was expanded: a report would call a
+        # partial batch complete.
+        return Outcome("failed", message="the batch never finished creating its jobs"
+                                         f" ({status_rec.get('message') or 'no message'});"
+                                         " correct the payload and submit it again")
+    doc = merged_status(Queue(ctx.zk, ctx.layout, ctx.cfg), inv, ctx.ident)
     failed = [j for j in doc["jobs"] if j["status"] == "failed"]
     status = "failed" if failed else "completed"
-    inv = ctx.services.inventory
     for j in doc["jobs"]:
         inv.save_job_outcome(j["job_id"], ctx.ident, j["status"], j["local_id"], j["ark"],
                              j["message"])
-    done = sum(1 for j in doc["jobs"] if j["status"] == "completed")
+    done = doc["counts"].get("completed", 0)
     message = f"{done} completed, {len(failed)} failed of {len(doc['jobs'])} job(s)"
+    if doc["counts"].get("deleted"):
+        message += f", {doc['counts']['deleted']} deleted"
     inv.save_batch_summary(ctx.ident, status, {**doc, "status": status, "message": message})
     to = [a for a in [ctx.submission.get("notify_email")] if a]
     mail = Mail(to=to, subject=f"zkqueue batch {ctx.ident} {status}: {message}",

@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import run_worker
 from tests.deposits import Deposit, md5, row
 from tests.httpserver import LoopbackServer
+from zkqueue import transitions
 from zkqueue.config import _merge
 from zkqueue.layout import Layout
 from zkqueue.queue import Queue
@@ -99,6 +100,13 @@ def test_corrupt_batch_manifest_fails_the_batch_naming_the_line(deposit, queue, 
     assert "expected at most 2 values" in doc["message"]
     m = queue.batch_status(missing)
     assert m["status"] == "failed" and "404" in m["message"]
+    # reporting it again (by any path) cannot turn the never-expanded batch into a success
+    transitions.transition_batch(queue.zk, queue.layout, bid, "update-reporting")
+    run_worker(cfg)
+    again = queue.batch_status(bid)
+    assert again["status"] == "failed"
+    assert "never finished creating its jobs" in again["message"]
+    assert "broken.checkm line 4" in again["message"]
 
 
 def test_transient_errors_are_retried_inside_the_step(deposit, queue, cfg):

@@ -6,6 +6,7 @@ carries only the JSON document; everything else goes to stderr.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -59,7 +60,23 @@ def open_queue(ctx: click.Context):
                       f" 'zkqueue zk start')") from e
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Subcommand groups from other packages, imported when first used (they import this
+    module's helpers, so importing them here at load time would be circular)."""
+
+    lazy = {"admin": "admin.cli:admin"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, attr = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", envvar="ZKQUEUE_CONFIG", type=click.Path(dir_okay=False),
               help="YAML configuration file (env ZKQUEUE_CONFIG).")
 @click.option("--zk", help="ZooKeeper connect string, e.g. host1:2181,host2:2181 (env ZKQUEUE_ZK).")
@@ -251,15 +268,6 @@ def serve(ctx, host: str, port: int) -> None:
     from .api import serve as run_api
 
     sys.exit(run_api(get_cfg(ctx), host=host, port=port))
-
-
-def _register_admin() -> None:
-    from admin.cli import admin
-
-    main.add_command(admin)
-
-
-_register_admin()
 
 
 def run() -> None:

@@ -88,6 +88,8 @@ def _next_record(kind: str, ident: str, cur: dict, to: str, message: str | None,
     elif kind == states.BATCH and frm in states.BATCH_ACTIVE and to not in BACKWARD:
         last_ok = frm
     retries = int(cur.get("retry_count") or 0) + (1 if retry else 0)
+    if not message and frm == "failed" and cur.get("message"):
+        message = f"rerun after: {cur['message']}"  # what went wrong stays readable
     return status_record(to, message or "", last_ok, retries)
 
 
@@ -173,8 +175,28 @@ def transition_job(
             tx.create(layout.batch_member(bid, new_out, jid))
         return new_prio
 
-    return _move(zk, states.JOB, jid, to, read, ops, message=message, expect=expect,
-                 claim=claim, release=release, retry=retry, attempts=attempts)
+    result = _move(zk, states.JOB, jid, to, read, ops, message=message, expect=expect,
+                   claim=claim, release=release, retry=retry, attempts=attempts)
+    if states.batch_outcome(result.from_status) == "processing" != states.batch_outcome(to):
+        _, _, _, bid = read_job(zk, layout, jid)
+        if bid:
+            signal_batch_ready(zk, layout, bid)
+    return result
+
+
+def signal_batch_ready(zk: KazooClient, layout: Layout, bid: str) -> bool:
+    """If no job of ``bid`` is unsettled, write ``ready`` into its ``processing`` membership
+    node: workers waiting to report the batch hold a data watch on it and wake at once.
+    Every path that settles a job (worker, admin, API) passes here through transition_job."""
+    members = layout.batch_members(bid, "processing")
+    stat = zk.exists(members)
+    if stat is None or stat.numChildren:
+        return False
+    try:
+        zk.set(members, b"ready")
+    except NoNodeError:
+        return False
+    return True
 
 
 def read_batch(zk: KazooClient, layout: Layout, bid: str) -> tuple[dict, int]:

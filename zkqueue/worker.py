@@ -429,16 +429,12 @@ class Worker:
                 return
 
     def _settled(self, bid: str, c: claims.Claim) -> None:
-        """After a job settles: if its batch has no job running, signal the batch is ready."""
+        """After a job settles: if its batch has no job running, report it without waiting.
+        (The transition already signalled other processes; this wakes our own threads.)"""
         if c.status not in states.JOB_SETTLED or not bid:
             return
-        members = self.layout.batch_members(bid, "processing")
-        stat = self.zk.exists(members)
+        stat = self.zk.exists(self.layout.batch_members(bid, "processing"))
         if stat is not None and stat.numChildren == 0:
-            try:
-                self.zk.set(members, b"ready")  # wakes every worker watching this batch
-            except NoNodeError:
-                pass
             self._wake(("batch", bid))
 
     def _run_batch(self, c: claims.Claim, cancel: threading.Event) -> None:
