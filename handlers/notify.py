@@ -18,7 +18,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from handlers.context import JobContext, Outcome, StepFailed
@@ -40,7 +40,7 @@ def post_callback(url: str, body: dict, secret: str | None, http: dict) -> None:
     for attempt in Retrying(
         retry=retry_if_exception(_transient),
         stop=stop_after_attempt(int(http["retries"]) + 1),
-        wait=wait_exponential_jitter(initial=float(http["backoff_initial"]),
+        wait=wait_random_exponential(multiplier=float(http["backoff_initial"]),
                                      max=float(http["backoff_max"])),
         reraise=True,
     ):
