@@ -82,3 +82,16 @@ def test_demo_runs_end_to_end(zk_hosts, zk_root, tmp_path):
     assert "failed" in done.stdout and "md5 expected 000000" in done.stdout
     assert done.stdout.count("version 1,") == 2
     assert list((tmp_path / "demo" / "outbox").iterdir())
+
+
+def test_worker_refuses_a_broken_configuration_at_start(cfg, tmp_path):
+    cfg.data["minter"] = {"type": "ezid", "shoulder": "ark:/1/x", "url": "http://127.0.0.1:9"}
+    conf = str(write_config(cfg, tmp_path / "zkqueue.yaml"))
+    r = cli("--config", conf, "worker", "--drain")
+    assert r.exit_code == 1
+    assert "minter configuration" in r.output and "needs user" in r.output
+    cfg.data["minter"] = {"type": "local", "shoulder": "ark:/99999/fk4"}
+    cfg.data["storage"] = {"url": "ftp://nowhere"}
+    r = cli("--config", str(write_config(cfg, tmp_path / "zkqueue.yaml")), "worker", "--drain")
+    assert r.exit_code == 1 and "store configuration" in r.output
+    assert "unsupported storage URL scheme 'ftp'" in r.output

@@ -240,7 +240,11 @@ def worker(ctx, threads: int | None, states_spec: str | None, drain: bool, progr
         from .progress import attach
 
         bar = attach(w)
-    code = w.run()
+    try:
+        code = w.run()
+    except ConfigError as e:
+        w.close()
+        raise Failure(str(e)) from e
     if bar:
         bar.close()
     sys.exit(code)

@@ -11,7 +11,7 @@ from functools import cached_property
 
 from kazoo.client import KazooClient
 
-from .config import Config
+from .config import Config, ConfigError
 from .layout import Layout
 
 
@@ -66,6 +66,17 @@ class Services:
 
         z = self.cfg["zip"]
         return ZipLimits(**{k: z[k] for k in ZipLimits.__dataclass_fields__ if k in z})
+
+    def check(self) -> None:
+        """Build every part that needs no network, so a mistake in the configuration stops the
+        worker at start with a message naming it, not each job later as an internal error."""
+        from .storage import StorageError
+
+        for name in ("fetcher", "store", "minter", "mailer", "zip_limits"):
+            try:
+                getattr(self, name)
+            except (ValueError, TypeError, KeyError, StorageError) as e:
+                raise ConfigError(f"{name} configuration in {self.cfg.source}: {e}") from e
 
     @property
     def work_dir(self):

@@ -494,6 +494,7 @@ class Worker:
         if not self._serve_metrics():
             self.close()
             return 1
+        self.services.check()
         ensure_layout(self.zk, self.layout)
         self.zk.add_listener(self._on_state)
         if threading.current_thread() is threading.main_thread():
