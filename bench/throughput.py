@@ -68,9 +68,56 @@ def raw_pipelined_multi3(zk: KazooClient, n: int) -> float:
     return timed(run, n)
 
 
+def pipeline(hosts: str, tmp: Path, n: int) -> float:
+    """Whole jobs per second: a batch of n one-file objects served on loopback, every step
+    for real (estimate, provision, download, mint, store in a folder, record in SQLite)."""
+    import hashlib
+    import http.server
+    from functools import partial
+
+    from zkqueue.worker import Worker
+
+    deposit = tmp / "deposit"
+    deposit.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(deposit)))
+    httpd.RequestHandlerClass.log_message = lambda *a: None
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    rows = []
+    for i in range(n):
+        data = f"object {i}\n".encode() * 100
+        (deposit / f"f{i}.txt").write_bytes(data)
+        rows.append(f"{base}/f{i}.txt | md5 | {hashlib.md5(data).hexdigest()} | | | f{i}.txt"
+                    f" | | loc-{i} | | title {i} |")
+    (deposit / "batch.checkm").write_text("\n".join([
+        "#%checkm_0.7",
+        "#%profile | http://uc3.cdlib.org/registry/ingest/manifest/mrt-single-file-batch-manifest",
+        "#%fields | nfo:fileUrl | nfo:hashAlgorithm | nfo:hashValue | nfo:fileSize"
+        " | nfo:fileLastModified | nfo:fileName | mrt:primaryIdentifier | mrt:localIdentifier"
+        " | mrt:creator | mrt:title | mrt:date", *rows, "#%eof", ""]))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    cfg = load(environ={}, overrides={
+        "zookeeper": {"hosts": hosts, "root": "/bench-pipeline"},
+        "work_dir": str(tmp / "work"), "storage": {"url": f"file://{tmp / 'storage'}"},
+        "inventory": {"url": f"sqlite:///{tmp / 'inventory.db'}"},
+        "mail": {"outbox": str(tmp / "outbox")}, "disk_threshold_percent": 99,
+        "worker": {"poll_interval": 1.0}, "logging": {"level": "WARNING"}})
+    with Queue.connect(cfg) as q:
+        bid = q.submit(f"{base}/batch.checkm", "demo")
+        w = Worker(cfg, threads=4, drain=True)
+        rate = timed(w.run, n)
+        doc = q.batch_status(bid)
+    httpd.shutdown()
+    if doc["counts"] != {"completed": n}:
+        raise SystemExit(f"pipeline run did not complete every job: {doc['counts']}")
+    return rate
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=5000)
+    ap.add_argument("--pipeline-jobs", type=int, default=300,
+                    help="objects ingested end to end by one 4-thread worker")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     n = args.jobs
@@ -124,6 +171,8 @@ def main() -> int:
                     t.join()
 
             res["claim_transition_release_per_s_4_threads"] = timed(run_threads, len(rest))
+            res["pipeline_jobs_per_s_4_threads"] = pipeline(server.connect_string,
+                                                            Path(tmp), args.pipeline_jobs)
             zk.stop()
         finally:
             zkserver.stop(Path(tmp) / "zk")
