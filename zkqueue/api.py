@@ -342,12 +342,14 @@ def _routes(backend: _Backend) -> tuple[APIRouter, APIRouter]:
     def list_batches(
         status: Annotated[str | None, Query(
             max_length=40, description="One of: " + ", ".join(states.BATCH_STATUSES))] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000,
+                                    description="At most this many, oldest first")] = 1000,
     ) -> list[dict]:
-        """Batches, optionally only those in one status."""
+        """Batches, optionally only those in one status, oldest first, at most ``limit``."""
         if status is not None and status not in states.BATCH_STATUSES:
             raise APIError(400, f"unknown batch status {status!r}",
                            known=list(states.BATCH_STATUSES))
-        return backend.q().list_batches(status)
+        return backend.q().list_batches(status, limit=limit)
 
     @guarded.get("/batches/{bid}", response_model=BatchProgress, tags=["batches"],
                  responses={404: {"model": ErrorBody, "description": "No such batch"}})
