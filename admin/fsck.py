@@ -144,6 +144,23 @@ class Checker:
     def add(self, kind: str, item: str, detail: str, ops: list[tuple] | None = None) -> None:
         self.report.findings.append(Finding(kind, item, detail, ops or []))
 
+    def unchanged(self, ident: str, node: Node) -> tuple | None:
+        """The guard for repairs of ``ident``: a check of its status node at the version first
+        read (``node``). None, and ``ident`` counted as changed, when the status moved since."""
+        again = self.zk.exists(node.path)
+        if again is None or again.version != node.stat.version:
+            self.report.changed.append(ident)
+            return None
+        return ("check", node.path, node.stat.version)
+
+    def add_strays(self, kind: str, ident: str, seen: list[str], want: str | None,
+                   present: dict, guard: tuple, saying: str) -> None:
+        """A finding, repaired by deleting it, for each path of ``seen`` other than ``want``
+        that is still present; its detail is ``saying`` and the path."""
+        for p in seen:
+            if p != want and present[p]:
+                self.add(kind, ident, f"{saying} {p}", [guard, ("delete", p, -1)])
+
     def run(self) -> Report:
         snap = snapshot(self.zk, self.lay)
         self.report.checked = {"jobs": len(snap.jobs), "batches": len(snap.batches),
@@ -202,17 +219,14 @@ class Checker:
         if bid:
             probe |= {want_m, lay.batch_status(bid)}
         present = exists_many(self.zk, sorted(probe))
-        again = self.zk.exists(status_path)
-        if again is None or again.version != node.stat.version:
-            return self.report.changed.append(jid)
-        guard = ("check", status_path, node.stat.version)
+        guard = self.unchanged(jid, node)
+        if guard is None:
+            return
         if not present[want_e]:
             self.add("job-entry-missing", jid, f"job is {s} but {want_e} is missing",
                      [guard, ("create", want_e, b"")])
-        for p in seen_e:
-            if p != want_e and present[p]:
-                self.add("job-entry-stray", jid, f"job is {s} ({want_e.rsplit('/', 1)[1]}) but"
-                         f" is also queued as {p}", [guard, ("delete", p, -1)])
+        self.add_strays("job-entry-stray", jid, seen_e, want_e, present, guard,
+                        f"job is {s} ({want_e.rsplit('/', 1)[1]}) but is also queued as")
         if conf is None:
             self.add("job-configuration-missing", jid, "job has a status but no configuration")
         elif not bid:
@@ -222,10 +236,8 @@ class Checker:
         elif not present[want_m]:
             self.add("job-member-missing", jid, f"job is {s} but {want_m} is missing",
                      [guard, ("create", want_m, b"")])
-        for p in seen_m:
-            if p != want_m and present[p]:
-                self.add("job-member-stray", jid, f"job is {s} of batch {bid or '?'} but is also"
-                         f" listed as {p}", [guard, ("delete", p, -1)])
+        self.add_strays("job-member-stray", jid, seen_m, want_m, present, guard,
+                        f"job is {s} of batch {bid or '?'} but is also listed as")
 
     # -- items without a status --------------------------------------------------------------
     def check_absent(self, kind: str, ident: str, status_path: str, seen_e: list[str],
@@ -308,17 +320,14 @@ class Checker:
         want = self.lay.batch_state_entry(s, bid)
         dirs = self.fixed_dirs(bid)
         present = exists_many(self.zk, sorted({want, *seen, *dirs}))
-        again = self.zk.exists(status_path)
-        if again is None or again.version != node.stat.version:
-            return self.report.changed.append(bid)
-        guard = ("check", status_path, node.stat.version)
+        guard = self.unchanged(bid, node)
+        if guard is None:
+            return
         if not present[want]:
             self.add("batch-entry-missing", bid, f"batch is {s} but {want} is missing",
                      [guard, ("create", want, b"")])
-        for p in seen:
-            if p != want and present[p]:
-                self.add("batch-entry-stray", bid, f"batch is {s} but is also listed as {p}",
-                         [guard, ("delete", p, -1)])
+        self.add_strays("batch-entry-stray", bid, seen, want, present, guard,
+                        f"batch is {s} but is also listed as")
         missing = [d for d in dirs if not present[d]]
         if missing:
             self.add("batch-dir-missing", bid, f"missing {', '.join(missing)}",
