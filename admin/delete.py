@@ -15,12 +15,12 @@ from pathlib import Path
 from kazoo.client import KazooClient
 
 from admin.actor import actor
-from admin.errors import Refused
+from admin.errors import Refused, refuse_missing
 from admin.znodes import children_many, exists_many, get_many, remove_folder
 from zkqueue import claims, states
 from zkqueue.layout import Layout
 from zkqueue.queue import Queue
-from zkqueue.transitions import NotFound, read_batch, read_job, transition_batch, transition_job
+from zkqueue.transitions import read_batch, read_job, transition_batch, transition_job
 
 DELETABLE = frozenset({"held", "failed"})
 NAMED = 20
@@ -36,10 +36,8 @@ def plan_delete_jobs(zk: KazooClient, layout: Layout, jids: list[str]) -> list[d
     """What deleting ``jids`` would do; raises on the first job that cannot be deleted."""
     plans = []
     for jid in dict.fromkeys(jids):
-        try:
+        with refuse_missing():
             cur, _, _, bid = read_job(zk, layout, jid)
-        except NotFound as e:
-            raise Refused(str(e)) from e
         status = cur.get("status")
         lock = claims.lock_owner(zk, layout.job_node(jid, "lock"))
         if lock is not None:
@@ -71,10 +69,8 @@ def _names(items: list[str]) -> str:
 
 def plan_delete_batch(zk: KazooClient, layout: Layout, bid: str, work_dir: Path) -> dict:
     """What deleting batch ``bid`` would do; raises when it cannot be deleted."""
-    try:
+    with refuse_missing():
         cur, _ = read_batch(zk, layout, bid)
-    except NotFound as e:
-        raise Refused(str(e)) from e
     status = cur.get("status")
     lock = claims.lock_owner(zk, layout.batch_lock(bid))
     if lock is not None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from kazoo.client import KazooClient
 
 from admin.actor import actor
-from admin.errors import Refused
+from admin.errors import Refused, refuse_missing
 from admin.znodes import children_many
 from zkqueue import states
 from zkqueue.layout import Layout
-from zkqueue.transitions import NotFound, read_batch, read_job, transition_batch, transition_job
+from zkqueue.transitions import read_batch, read_job, transition_batch, transition_job
 
 # The last successful status of a failed batch whose expansion finished (all its jobs exist).
 # One that failed earlier (payload or manifest refused, expansion stopped) is never reported.
@@ -26,10 +26,8 @@ def plan_requeue(zk: KazooClient, layout: Layout, jids: list[str]) -> list[dict]
     """What requeueing ``jids`` would do, one entry per job; raises on the first that can't."""
     plans = []
     for jid in dict.fromkeys(jids):
-        try:
+        with refuse_missing():
             cur, _, _, bid = read_job(zk, layout, jid)
-        except NotFound as e:
-            raise Refused(str(e)) from e
         status = cur.get("status")
         to = states.resume_status(cur.get("last_successful_status"))
         if status != "failed":
@@ -43,10 +41,8 @@ def plan_requeue(zk: KazooClient, layout: Layout, jids: list[str]) -> list[dict]
 
 def failed_jobs(zk: KazooClient, layout: Layout, bid: str) -> list[str]:
     """The failed jobs of batch ``bid`` (from its membership dir)."""
-    try:
+    with refuse_missing():
         read_batch(zk, layout, bid)
-    except NotFound as e:
-        raise Refused(str(e)) from e
     return children_many(zk, [layout.batch_members(bid, "failed")])[
         layout.batch_members(bid, "failed")] or []
 
@@ -63,10 +59,8 @@ def requeue(zk: KazooClient, layout: Layout, plans: list[dict]) -> list[dict]:
 
 def check_update_reporting(zk: KazooClient, layout: Layout, bid: str) -> dict:
     """Whether batch ``bid`` may be reported again; raises when it may not."""
-    try:
+    with refuse_missing():
         cur, _ = read_batch(zk, layout, bid)
-    except NotFound as e:
-        raise Refused(str(e)) from e
     status, last = cur.get("status"), cur.get("last_successful_status")
     states.check(states.BATCH, bid, status, "update-reporting")
     if last not in REPORTABLE_AFTER:
