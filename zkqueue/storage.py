@@ -137,6 +137,14 @@ def _source_mismatch(path: Path, expected: str, actual: str) -> StorageError:
     )
 
 
+def _read_source(path: Path, sha256: str) -> tuple[int, str]:
+    """Size and MD5 hex of the source file, refused unless its SHA-256 is ``sha256``."""
+    size, actual, md5 = _digests(path)
+    if actual != sha256:
+        raise _source_mismatch(path, sha256, actual)
+    return size, md5
+
+
 # ---------------------------------------------------------------------------------------------
 # Local folder
 
@@ -169,9 +177,7 @@ class FileStore:
     def put_file(self, key: str, path: Path, sha256: str) -> Stored:
         sha256 = _check_sha256(sha256)
         target = self._path(key)
-        size, actual, _ = _digests(path)
-        if actual != sha256:
-            raise _source_mismatch(path, sha256, actual)
+        size, _ = _read_source(path, sha256)
         if self.exists(key, size, sha256):
             return Stored(key, size, sha256, written=False)
         try:
@@ -394,9 +400,7 @@ class S3Store:
     def put_file(self, key: str, path: Path, sha256: str) -> Stored:
         sha256 = _check_sha256(sha256)
         full = self._full(key)
-        size, actual, md5 = _digests(path)
-        if actual != sha256:
-            raise _source_mismatch(path, sha256, actual)
+        size, md5 = _read_source(path, sha256)
         if self.exists(key, size, sha256):
             return Stored(key, size, sha256, written=False)
         if size > self.multipart_threshold:
