@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import signal
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
 
 from tests.conftest import make_config, run_worker
-from tests.deposits import Deposit
+from tests.deposits import Deposit, row
 from tests.httpserver import LoopbackServer
 from tests.processes import start_worker, wait_for, write_config
 from zkqueue.inventory import Inventory
@@ -35,24 +36,34 @@ def job_in(queue, bid, status):
     return jobs[0] if jobs else None
 
 
-def test_sigkill_mid_download_another_worker_finishes_with_one_ark(setup, queue, zk, tmp_path):
-    cfg, cfg_file, d, url = setup
-    d.server.stall_next("/page2.txt", 60, method="GET")
+@contextmanager
+def worker_downloading(setup, queue, zk, tmp_path, stall: float):
+    """Submit the deposit with the GET of page2.txt stalled for ``stall`` seconds, start one
+    worker process and yield (process, batch id, job id, lock path) once it holds the job in
+    downloading. The process is killed on the way out if it still runs."""
+    _, cfg_file, d, url = setup
+    d.server.stall_next("/page2.txt", stall, method="GET")
     bid = queue.submit(url, "demo")
     proc = start_worker(cfg_file, "--threads", "1", log=tmp_path / "a.log")
     try:
         job = wait_for(lambda: job_in(queue, bid, "downloading"), 30, what="downloading")
         lock = queue.layout.job_node(job["job_id"], "lock")
         wait_for(lambda: zk.exists(lock), 10, what="the lock")
-        owner = queue.job(job["job_id"])["lock"]["owner"]
+        yield proc, bid, job["job_id"], lock
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_sigkill_mid_download_another_worker_finishes_with_one_ark(setup, queue, zk, tmp_path):
+    cfg, _, d, _ = setup
+    with worker_downloading(setup, queue, zk, tmp_path, stall=60) as (proc, bid, jid, lock):
+        owner = queue.job(jid)["lock"]["owner"]
         assert owner.split(":")[1] == str(proc.pid), "the lock names its owner process"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         # the dead worker's session lives on until its timeout: its lock is still there
         assert zk.exists(lock)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     run_worker(cfg, timeout=60)
     doc = queue.batch_status(bid)
     assert doc["status"] == "completed", doc
@@ -66,22 +77,13 @@ def test_sigkill_mid_download_another_worker_finishes_with_one_ark(setup, queue,
 
 
 def test_sigterm_mid_download_exits_cleanly_and_leaves_nothing_locked(setup, queue, zk, tmp_path):
-    cfg, cfg_file, d, url = setup
-    d.server.stall_next("/page2.txt", 30, method="GET")
-    bid = queue.submit(url, "demo")
-    proc = start_worker(cfg_file, "--threads", "1", log=tmp_path / "a.log")
-    try:
-        job = wait_for(lambda: job_in(queue, bid, "downloading"), 30, what="downloading")
-        lock = queue.layout.job_node(job["job_id"], "lock")
-        wait_for(lambda: zk.exists(lock), 10, what="the lock")
+    cfg = setup[0]
+    with worker_downloading(setup, queue, zk, tmp_path, stall=30) as (proc, bid, jid, lock):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     # nothing stays locked, and the job is where it was: no half-written move
     assert not zk.exists(lock)
-    assert queue.job(job["job_id"])["status"] == "downloading"
+    assert queue.job(jid)["status"] == "downloading"
     assert zk.get_children(queue.layout.workers) == []
     run_worker(cfg, timeout=60)
     assert queue.batch_status(bid)["status"] == "completed"
@@ -90,8 +92,6 @@ def test_sigterm_mid_download_exits_cleanly_and_leaves_nothing_locked(setup, que
 def test_two_worker_processes_share_a_batch_and_each_job_runs_once(setup, queue, zk, tmp_path):
     cfg, cfg_file, d, _ = setup
     rows = []
-    from tests.deposits import row
-
     for i in range(12):
         rows.append(row(d.object_manifest(f"o{i}.checkm", {f"o{i}.txt": None}), f"loc-{i}"))
     bid = queue.submit(d.batch("batch.checkm", "batch", rows), "demo")
