@@ -17,6 +17,11 @@ API (keep it small; other tests use it):
 - redirect(path, location, status=302): answer every request for `path` with a redirect.
 - rewrite_urls(source_dir, dest_dir, base_url): copy a folder, pointing every URL in its .checkm
   files at base_url (for the Merritt samples, whose URLs name github).
+
+For a test that speaks its own protocol (EZID, callbacks), not files:
+- HandlerServer(handler, port=0): a threaded server on 127.0.0.1 for that handler class; `.url`
+  as above; `with` serves it on a daemon thread, then shuts it down and closes it.
+- QuietHandler: a BaseHTTPRequestHandler that logs nothing, to subclass.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -159,6 +164,38 @@ class LoopbackServer:
     def redirect(self, path: str, location: str, status: int = 302) -> None:
         with self._lock:
             self._redirects[path] = (location, status)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A test's own request handler: subclass it and add do_GET/do_POST. Logs nothing."""
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+class HandlerServer(ThreadingHTTPServer):
+    """See the module docstring."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> HandlerServer:
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def rewrite_urls(source_dir: Path, dest_dir: Path, base_url: str) -> Path:

@@ -14,7 +14,7 @@ from handlers.fetch import (
     HttpSettings,
     UrlPolicy,
 )
-from tests.httpserver import LoopbackServer
+from tests.httpserver import HandlerServer, LoopbackServer, QuietHandler
 
 MERRITT = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "merritt-samples"
 CALL911_MD5 = "47d321056e60944a06973793c7b5841e"
@@ -240,11 +240,10 @@ def test_credentials_never_appear_in_messages(server, tmp_path):
 def test_credentials_are_sent_to_the_server(tmp_path):
     # The userinfo is removed from messages, not from the request.
     import base64
-    import http.server
 
     seen = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self):
             seen.append(self.headers.get("Authorization"))
             self.send_response(200)
@@ -252,18 +251,9 @@ def test_credentials_are_sent_to_the_server(tmp_path):
             self.end_headers()
             self.wfile.write(b"ok")
 
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with HandlerServer(Handler) as httpd:
         port = httpd.server_address[1]
         assert Fetcher(fast(), UrlPolicy()).get_bytes(f"http://u:p%40ss@127.0.0.1:{port}/") == b"ok"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert seen == ["Basic " + base64.b64encode(b"u:p@ss").decode()]
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 import pytest
 from kazoo.client import KazooClient
 
+from tests.httpserver import HandlerServer, QuietHandler
 from zkqueue import zkserver
 from zkqueue.minter import EzidMinter, LocalMinter, MintError, open_minter
 
@@ -79,13 +79,11 @@ def test_local_minter_without_zookeeper_is_a_transient_error(zk_hosts, zk_root):
 # EZID -----------------------------------------------------------------------------------------
 
 
-class Ezid(ThreadingHTTPServer):
+class Ezid(HandlerServer):
     """Speaks the part of EZID's API the minter uses; records every request."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", zkserver.free_port()), EzidHandler)
+        super().__init__(EzidHandler)
         self.shoulders = {SHOULDER}
         self.counter = 0
         self.fail_with: list[int] = []
@@ -93,16 +91,9 @@ class Ezid(ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.lock = threading.Lock()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
-
-class EzidHandler(BaseHTTPRequestHandler):
+class EzidHandler(QuietHandler):
     server: Ezid
-
-    def log_message(self, *args) -> None:
-        pass
 
     def reply(self, status: int, text: str) -> None:
         data = text.encode("utf-8")
@@ -143,13 +134,8 @@ class EzidHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def ezid():
-    server = Ezid()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with Ezid() as server:
+        yield server
 
 
 def ezid_minter(server: Ezid, **kw) -> EzidMinter:

@@ -7,12 +7,11 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tests.conftest import make_config, run_worker
+from tests.httpserver import HandlerServer, QuietHandler
 from tests.test_mail import PASSWORD as SMTP_PASSWORD
 from tests.test_mail import smtp  # noqa: F401 - a fixture
 from tests.test_minter import PASSWORD as EZID_PASSWORD
@@ -26,24 +25,19 @@ from zkqueue.storage import object_key
 CALLBACK_SECRET = "cb-Secret-0123"
 
 
-class Callbacks(ThreadingHTTPServer):
-    daemon_threads = True
-
+class Callbacks(HandlerServer):
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), CallbackHandler)
+        super().__init__(CallbackHandler)
         self.received: list[tuple[dict, str, bytes]] = []
         self.fail_first = 1
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+        return f"{super().url}/hook"
 
 
-class CallbackHandler(BaseHTTPRequestHandler):
+class CallbackHandler(QuietHandler):
     server: Callbacks
-
-    def log_message(self, *args) -> None:
-        pass
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -60,12 +54,8 @@ class CallbackHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def callbacks():
-    srv = Callbacks()
-    t = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with Callbacks() as srv:
+        yield srv
 
 
 def test_production_parts_end_to_end(
