@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from kazoo.exceptions import NoNodeError
 
+from handlers.admit import admission
 from handlers.context import BatchContext, Defer, Outcome, StepFailed
 from zkqueue import expansion
 from zkqueue.checkm import ManifestError, looks_like_checkm
@@ -19,21 +20,8 @@ from zkqueue.payloads import expand, url_file_name
 from zkqueue.queue import Queue
 
 
-def held(ctx: BatchContext, profile: str) -> bool:
-    return ctx.zk.exists(ctx.layout.collection_hold(profile)) is not None
-
-
-def paused(ctx: BatchContext) -> bool:
-    return ctx.zk.exists(ctx.layout.queue_pause) is not None
-
-
 def admit(ctx: BatchContext) -> Outcome:
-    profile = ctx.submission["profile"]
-    if held(ctx, profile):
-        return Outcome("held", message=f"collection {profile} is held")
-    if paused(ctx):
-        raise Defer("the queue is paused", delay=30.0)
-    return Outcome("processing")
+    return admission(ctx, ctx.submission["profile"], "processing")
 
 
 def expand_batch(ctx: BatchContext) -> Outcome:
