@@ -8,8 +8,6 @@ on the batch's ``processing`` membership), never found by polling alone.
 
 from __future__ import annotations
 
-from kazoo.exceptions import NoNodeError
-
 from handlers.admit import admission
 from handlers.context import BatchContext, Defer, Outcome, StepFailed
 from zkqueue import expansion
@@ -50,10 +48,7 @@ def expand_batch(ctx: BatchContext) -> Outcome:
 
 
 def running_jobs(ctx: BatchContext) -> int:
-    try:
-        stat = ctx.zk.exists(ctx.layout.batch_members(ctx.ident, "processing"))
-    except NoNodeError:
-        return 0
+    stat = ctx.zk.exists(ctx.layout.batch_members(ctx.ident, "processing"))
     return stat.numChildren if stat else 0
 
 
@@ -108,7 +103,8 @@ def report(ctx: BatchContext) -> Outcome:
     if doc["counts"].get("deleted"):
         message += f", {doc['counts']['deleted']} deleted"
     inv.save_batch_summary(ctx.ident, status, {**doc, "status": status, "message": message})
-    to = [a for a in [ctx.submission.get("notify_email")] if a]
+    email = ctx.submission.get("notify_email")
+    to = [email] if email else []
     mail = Mail(to=to, subject=f"zkqueue batch {ctx.ident} {status}: {message}",
                 body=summary_text(ctx.ident, status, doc))
     if to:

@@ -37,10 +37,9 @@ def download(ctx: JobContext) -> Outcome:
 
     def get(f):
         ctx.check_cancel()
-        got = fetcher.download(f.url, join_inside(target, f.name), digest=f.digest,
-                               expected_size=f.size, cancel=ctx.cancel,
-                               on_bytes=metrics.DOWNLOADED.inc)
-        return got
+        return fetcher.download(f.url, join_inside(target, f.name), digest=f.digest,
+                                expected_size=f.size, cancel=ctx.cancel,
+                                on_bytes=metrics.DOWNLOADED.inc)
 
     got = fetcher.map(get, files)
     ctx.check_cancel()

@@ -57,9 +57,9 @@ def notify(ctx: JobContext) -> Outcome:
     if url:
         body = {"job_id": ctx.ident, "batch_id": ctx.conf["batch_id"], "status": "completed",
                 "ark": ark, "version": version, "local_id": ctx.conf.get("local_id") or ""}
-        secret = (ctx.cfg.get("profiles") or {}).get(ctx.conf["profile"], {}) or {}
+        profile = (ctx.cfg.get("profiles") or {}).get(ctx.conf["profile"]) or {}
         try:
-            post_callback(url, body, secret.get("callback_secret"), ctx.cfg["http"])
+            post_callback(url, body, profile.get("callback_secret"), ctx.cfg["http"])
         except requests.RequestException as e:
             code = getattr(getattr(e, "response", None), "status_code", None)
             why = f"HTTP {code}" if code else type(e).__name__
