@@ -35,7 +35,7 @@ from admin.znodes import (
 from zkqueue import states
 from zkqueue.inventory import Inventory
 from zkqueue.layout import Layout, clamp_priority
-from zkqueue.queue import Queue
+from zkqueue.queue import Queue, status_counts
 
 FINISHED = ("completed", "deleted", "failed")
 AGE_RE = re.compile(r"^(\d+)([smhdw])$")
@@ -100,10 +100,7 @@ def merged_summary(saved: dict | None, doc: dict) -> dict:
     jobs = {j["job_id"]: j for j in (saved or {}).get("jobs", [])}
     jobs.update({j["job_id"]: j for j in doc["jobs"]})
     merged = sorted(jobs.values(), key=lambda j: j["job_id"])
-    counts: dict[str, int] = {}
-    for j in merged:
-        counts[j["status"]] = counts.get(j["status"], 0) + 1
-    return {**(saved or {}), **doc, "jobs": merged, "counts": counts}
+    return {**(saved or {}), **doc, "jobs": merged, "counts": status_counts(merged)}
 
 
 def _job_groups(zk: KazooClient, layout: Layout, bid: str,

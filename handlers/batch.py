@@ -15,7 +15,7 @@ from zkqueue.checkm import ManifestError, looks_like_checkm
 from zkqueue.layout import decode
 from zkqueue.mail import Mail, MailError
 from zkqueue.payloads import expand, url_file_name
-from zkqueue.queue import Queue
+from zkqueue.queue import Queue, status_counts
 
 
 def admit(ctx: BatchContext) -> Outcome:
@@ -73,10 +73,7 @@ def merged_status(q: Queue, inv, bid: str) -> dict:
     here = {j["job_id"] for j in doc["jobs"]}
     doc["jobs"] += [j for j in saved.get("jobs", []) if j.get("job_id") not in here]
     doc["jobs"].sort(key=lambda j: j["job_id"])
-    counts: dict[str, int] = {}
-    for j in doc["jobs"]:
-        counts[j["status"]] = counts.get(j["status"], 0) + 1
-    doc["counts"] = counts
+    doc["counts"] = status_counts(doc["jobs"])
     return doc
 
 

@@ -12,6 +12,7 @@ URL is rejected before anything is written. Readers never write to ZooKeeper.
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,11 @@ SUBMISSION_MODES = ("add", "update")
 
 class SubmissionError(ValueError):
     """The submission was refused; nothing was queued."""
+
+
+def status_counts(jobs: list[dict]) -> dict[str, int]:
+    """Jobs per status, in order of first appearance (the ``counts`` of a status document)."""
+    return dict(Counter(j["status"] for j in jobs))
 
 
 def layout_dirs(layout: Layout) -> list[str]:
@@ -257,9 +263,6 @@ class Queue:
         if b is None:
             return None
         jobs = self.jobs(self.batch_job_ids(bid))
-        counts: dict[str, int] = {}
-        for j in jobs:
-            counts[j["status"]] = counts.get(j["status"], 0) + 1
         sub = b.get("submission") or {}
         return {
             "batch_id": bid,
@@ -270,7 +273,7 @@ class Queue:
             "submitter": sub.get("submitter"),
             "payload_url": sub.get("payload_url"),
             "manifest_type": sub.get("manifest_type"),
-            "counts": counts,
+            "counts": status_counts(jobs),
             "jobs": jobs,
         }
 
@@ -310,14 +313,10 @@ class Queue:
         return out
 
     def list_jobs(self, status: str | None = None, limit: int | None = None) -> list[dict]:
-        def jid_of(name: str) -> str | None:
-            e = parse_entry(name)
-            return e[1] if e else None
-
         # entries sort by priority, then id: the queue order
-        jids = self._listed("job", states.JOB_STATUSES, status, self.layout.job_state_dir,
-                            lambda n: n if parse_entry(n) else None, limit)
-        return self.jobs([jid_of(n) for n in jids])
+        entries = self._listed("job", states.JOB_STATUSES, status, self.layout.job_state_dir,
+                               lambda n: n if parse_entry(n) else None, limit)
+        return self.jobs([parse_entry(n)[1] for n in entries])
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Items per status from the dirs' stat (numChildren), no listing."""
