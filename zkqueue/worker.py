@@ -283,10 +283,10 @@ class Worker:
                 self._run(item)
             except (ConnectionLoss, SessionExpiredError) as e:
                 log.warning("connection trouble on %s %s: %s", item.kind, item.ident, e)
-                self.backoff[item.key] = time.monotonic() + 1.0
+                self._back_off(item.key, 1.0)
             except Exception:  # noqa: BLE001 - the worker outlives any one item
                 log.exception("unexpected error on %s %s", item.kind, item.ident)
-                self.backoff[item.key] = time.monotonic() + LOCKED_RETRY
+                self._back_off(item.key, LOCKED_RETRY)
             finally:
                 with self.cond:
                     self.busy -= 1
@@ -296,7 +296,7 @@ class Worker:
     def _run(self, item: Item) -> None:
         c = claims.claim(self.zk, self.layout, item.kind, item.ident, item.status)
         if c is None:
-            self.backoff[item.key] = time.monotonic() + LOCKED_RETRY
+            self._back_off(item.key, LOCKED_RETRY)
             return
         cancel = threading.Event()
         self.active[item.key] = cancel
@@ -453,7 +453,7 @@ class Worker:
             ctx.submission = decode(self.zk.get(self.layout.batch_submission(c.ident))[0])
 
     def _defer(self, key: tuple[str, str], d: Defer) -> None:
-        self.backoff[key] = time.monotonic() + d.delay
+        self._back_off(key, d.delay)
         if d.wake_path:
             def fire(event, key=key):
                 self._wake(key)
@@ -464,6 +464,12 @@ class Worker:
                     self._wake(key)
             except (ConnectionLoss, SessionExpiredError):
                 pass
+
+    def _back_off(self, key: tuple[str, str], delay: float) -> None:
+        """Skip ``key`` for ``delay`` seconds. Under the lock: ``_next`` walks the table under it,
+        and a write from another thread mid-walk would end that thread's loop."""
+        with self.cond:
+            self.backoff[key] = time.monotonic() + delay
 
     def _wake(self, key: tuple[str, str]) -> None:
         with self.cond:
