@@ -58,8 +58,8 @@ def erc_text(*, who: str, what: str, when: str, where: list[str]) -> str:
     can end the record or forge another element. Missing or blank values become ``(:unav)``;
     each non-blank ``where`` gets its own line (``(:unav)`` if there is none).
     """
-    lines = ["erc:", f"who: {_erc_value(who)}", f"what: {_erc_value(what)}"]
-    lines.append(f"when: {_erc_value(when)}")
+    lines = ["erc:", f"who: {_erc_value(who)}", f"what: {_erc_value(what)}",
+             f"when: {_erc_value(when)}"]
     wheres = [_erc_value(w) for w in where if w and w.strip()] or [UNAVAILABLE]
     lines.extend(f"where: {w}" for w in wheres)
     return "\n".join(lines) + "\n"

@@ -75,11 +75,10 @@ def _entry(name: str, path: Path, key: str, old: FileRecord | None = None) -> di
     """A file of the new version; one unchanged from ``old`` keeps its key and is not uploaded."""
     d = file_digests(path, ["sha256", "md5"])
     size = path.stat().st_size
-    if old is not None and old.sha256 == d["sha256"] and old.size == size:
-        return {"name": name, "size": size, "sha256": d["sha256"], "md5": d["md5"],
-                "storage_key": old.storage_key, "source": None}
+    unchanged = old is not None and old.sha256 == d["sha256"] and old.size == size
     return {"name": name, "size": size, "sha256": d["sha256"], "md5": d["md5"],
-            "storage_key": key, "source": str(path)}
+            "storage_key": old.storage_key if unchanged else key,
+            "source": None if unchanged else str(path)}
 
 
 def _carried(f: FileRecord) -> dict:
