@@ -75,13 +75,13 @@ def pipeline(hosts: str, tmp: Path, n: int) -> float:
     import http.server
     from functools import partial
 
+    from zkqueue.demo import QuietHandler
     from zkqueue.worker import Worker
 
     deposit = tmp / "deposit"
     deposit.mkdir()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(deposit)))
-    httpd.RequestHandlerClass.log_message = lambda *a: None
+        QuietHandler, directory=str(deposit)))
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     rows = []
     for i in range(n):

@@ -170,7 +170,12 @@ class Queue:
         except txn.TransactionFailed as e:
             self.zk.delete(path)
             if e.exists and e.path == self.layout.batch_uuid(uuid):
-                return self.batch_for_uuid(uuid) or bid
+                # Someone else won this uuid; if their batch was cleaned out meanwhile, the
+                # uuid is free again: submit anew.
+                return self.batch_for_uuid(uuid) or self.submit(
+                    payload_url, profile, submitter, priority=priority, uuid=uuid,
+                    callback_url=callback_url, notify_email=notify_email,
+                    submission_mode=submission_mode, manifest_type=manifest_type)
             raise
         return bid
 

@@ -450,7 +450,7 @@ class Worker:
             if not self._commit("batch", c, outcome.status, message=outcome.message,
                                 release=not go_on) or not go_on:
                 return
-            ctx.submission = decode(self.zk.get(self.layout.batch_submission(c.ident))[0])
+            ctx.submission = decode(self.zk.get(self.layout.batch_submission(c.ident))[0]) or {}
 
     def _defer(self, key: tuple[str, str], d: Defer) -> None:
         self._back_off(key, d.delay)
