@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean postgresql
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || (apt-get update -qq && apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV))
@@ -17,7 +17,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 /usr/share/java/zookeeper.jar:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper
 
-setup: /usr/share/java/zookeeper.jar $(VENV)/.installed
+# Debian's PostgreSQL server: the tests start their own from its binaries (tests/pg.py). The
+# version in the path varies, hence the wildcard; the cluster the package may create is left alone.
+PG_CTL ?= $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
+
+postgresql:
+ifeq ($(PG_CTL),)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+endif
+
+setup: /usr/share/java/zookeeper.jar postgresql $(VENV)/.installed
 
 demo: setup
 	$(BIN)/zkqueue demo

@@ -363,7 +363,7 @@ def cleanup(ctx: click.Context, older_than, yes: bool, dry_run: bool, as_json: b
         else:
             confirm(f"Remove {n_batches} batch(es) and {n_jobs} job(s) from ZooKeeper (their"
                     " summaries stay in the inventory)?", yes)
-            inv = Inventory.open(cfg["inventory"]["url"], base_dir=cfg.base_dir)
+            inv = Inventory.from_config(cfg)
             try:
                 results = cleanup_mod.run_cleanup(q.zk, q.layout, inv, plans,
                                                   cfg.path("work_dir"))

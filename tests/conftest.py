@@ -106,3 +106,13 @@ def run_worker(cfg, threads: int = 2, timeout: float = 120.0, states: str | None
         raise AssertionError(f"worker did not drain within {timeout}s")
     assert w.drained
     return w
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session (tests/pg.py); fails, never skips, without one."""
+    from tests import pg
+
+    server = pg.start()
+    yield server
+    server.stop()

@@ -292,8 +292,7 @@ class _Backend:
     def inventory(self) -> Inventory:
         with self._lock:
             if self._inventory is None:
-                self._inventory = Inventory.open(self.cfg["inventory"]["url"],
-                                                 base_dir=self.cfg.base_dir)
+                self._inventory = Inventory.from_config(self.cfg)
             return self._inventory
 
     def close(self) -> None:

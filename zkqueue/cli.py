@@ -182,7 +182,7 @@ def archived_status(ctx, batch_id: str) -> dict | None:
     from .inventory import Inventory
 
     cfg = get_cfg(ctx)
-    inv = Inventory.open(cfg["inventory"]["url"], base_dir=cfg.base_dir)
+    inv = Inventory.from_config(cfg)
     try:
         doc = inv.batch_summary(batch_id)
     finally:

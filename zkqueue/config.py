@@ -132,13 +132,17 @@ class Config:
         return dict(profiles[name] or {})
 
     def redacted(self) -> dict:
-        """The settings with every secret replaced by '***', safe to log or print."""
+        """The settings with every secret replaced by '***', safe to log or print (passwords in
+        URLs too: ``postgresql://user:***@host/db``)."""
+        from .inventory import redact_url
 
         def walk(node: Any) -> Any:
             if isinstance(node, dict):
                 return {k: ("***" if k in SECRET_KEYS and v else walk(v)) for k, v in node.items()}
             if isinstance(node, list):
                 return [walk(v) for v in node]
+            if isinstance(node, str) and "://" in node:
+                return redact_url(node)
             return node
 
         return walk(self.data)

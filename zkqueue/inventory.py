@@ -1,9 +1,11 @@
 """The inventory: the database of record for every stored object version, its files and digests,
 local-id bindings, and the outcome of every job and batch.
 
-SQLite now, PostgreSQL later with the same schema: the SQL here is plain (``ON CONFLICT`` upserts,
-``LIMIT``, no SQLite-only types) and is written with ``?`` placeholders that a dialect object
-translates to its driver's paramstyle.
+One schema and one set of statements for SQLite (``sqlite:///PATH``, the embedded default) and
+PostgreSQL (``postgresql://user[:password]@host[:port]/db`` or ``postgres://...``, through
+psycopg 3): the SQL is plain (``ON CONFLICT`` upserts, ``LIMIT``, no engine-only types) and
+written with ``?`` placeholders that a dialect object translates to its driver's paramstyle. The
+dialects differ only in how they connect, begin transactions and lock.
 
 Guarantees:
 
@@ -11,25 +13,38 @@ Guarantees:
   or nothing; recording the same (ark, version, job) again is a no-op, and a version recorded by a
   different job, a gap in the version sequence or a local id bound to another ARK is refused.
 - A local id, once bound to an ARK in a profile, stays bound to it.
-- Safe to share between threads (one connection per thread) and between processes (SQLite in WAL
-  mode with a busy timeout; write transactions take the write lock up front, so they wait rather
-  than deadlock).
+- Safe to share between threads (a small pool of connections, one per transaction in flight) and
+  between processes and hosts: writers of one ARK take turns, so each checks what the one before
+  it committed (SQLite: write transactions take the database's write lock up front; PostgreSQL:
+  they create the ARK's ``objects`` row if missing, ``ON CONFLICT DO NOTHING``, and lock it
+  ``FOR UPDATE``). Should a unique key still be violated, the loser re-runs its checks once and
+  gets the answer it would have got coming second.
+- Lock waits are bounded (30 s), after which the operation fails with a transient error.
+- A password never appears in an error message: URLs are shown as ``user:***@host``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Config
 
 BUSY_TIMEOUT_SECONDS = 30
 SCHEMA_VERSION = 1
+IDLE_CONNECTIONS = 8
+RETRIES = 3
+# pg_advisory_xact_lock key serialising schema creation (two processes opening a new database).
+SCHEMA_LOCK_KEY = 0x7A6B71756575
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS schema_info (
@@ -128,8 +143,11 @@ class _SQLite:
     """The SQLite dialect: how to connect, how to start transactions, which errors mean what."""
 
     paramstyle = "qmark"
-    error = sqlite3.Error
-    integrity_error = sqlite3.IntegrityError
+    error: Any = sqlite3.Error
+    integrity_error: Any = sqlite3.IntegrityError
+    retryable: Any = ()
+    # BEGIN IMMEDIATE already serialises writers.
+    for_update = ""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -153,6 +171,9 @@ class _SQLite:
         if str(mode).lower() != "wal":
             raise InventoryError(f"cannot put {self.path} in WAL mode (got {mode})")
 
+    def lock_schema(self, cur: _Cursor) -> None:
+        pass
+
     def begin_write(self, conn: sqlite3.Connection) -> None:
         # IMMEDIATE takes the write lock now; a deferred transaction that reads and then writes
         # can fail with "database is locked" without waiting for the busy timeout.
@@ -161,19 +182,129 @@ class _SQLite:
     def begin_read(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN")
 
+    def usable(self, conn: sqlite3.Connection) -> bool:
+        return True
+
+    def redact(self, text: str) -> str:
+        return text
+
+
+class _Postgres:
+    """The PostgreSQL dialect (psycopg 3); ``url`` is handed to libpq as it is, ``password``
+    (when given) overrides the URL's."""
+
+    paramstyle = "format"
+    for_update = " FOR UPDATE"
+
+    def __init__(self, url: str, password: str | None) -> None:
+        import psycopg
+        from psycopg import errors
+
+        self._psycopg = psycopg
+        self.error = psycopg.Error
+        self.integrity_error = psycopg.IntegrityError
+        self.retryable = (errors.DeadlockDetected, errors.SerializationFailure)
+        self.url = url
+        self._secrets = [p for p in (password, *_url_passwords(url)) if p]
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise InventoryError(
+                f"inventory URL {redact_url(url)} is not valid: {self.redact(str(exc))}",
+                permanent=True,
+            ) from exc
+        if params.get("password"):
+            self._secrets.append(str(params["password"]))
+        if not params.get("dbname"):
+            raise InventoryError(
+                f"inventory URL {redact_url(url)} names no database: use "
+                "postgresql://user[:password]@host[:port]/DATABASE",
+                permanent=True,
+            )
+        self._extra: dict[str, Any] = {"autocommit": True}
+        if password is not None:
+            self._extra["password"] = password
+        if "application_name" not in params:
+            self._extra["application_name"] = "zkqueue"
+        if "connect_timeout" not in params:
+            self._extra["connect_timeout"] = BUSY_TIMEOUT_SECONDS
+
+    def connect(self) -> Any:
+        # autocommit: transactions are begun explicitly, as with SQLite.
+        conn = self._psycopg.connect(self.url, **self._extra)
+        try:
+            conn.execute(f"SET lock_timeout = '{BUSY_TIMEOUT_SECONDS}s'")
+            # A client that stalls inside a transaction must not hold an ARK's lock for ever.
+            conn.execute("SET idle_in_transaction_session_timeout = '5min'")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def prepare(self, conn: Any) -> None:
+        pass
+
+    def lock_schema(self, cur: _Cursor) -> None:
+        # CREATE TABLE IF NOT EXISTS is not safe against itself in PostgreSQL: two processes
+        # creating the schema at once can both pass the check and one then fails.
+        cur.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+
+    def begin_write(self, conn: Any) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+
+    def begin_read(self, conn: Any) -> None:
+        # One snapshot for the several SELECTs of a read, as SQLite's read transaction gives.
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def usable(self, conn: Any) -> bool:
+        return not (conn.closed or conn.broken)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The password part of url's user info, as written and decoded (a best guess, for redaction
+    of a URL libpq could not parse)."""
+    from urllib.parse import unquote
+
+    userinfo = url.split("://", 1)[-1].rpartition("@")[0]
+    if ":" not in userinfo:
+        return []
+    raw = userinfo.split(":", 1)[1]
+    return [raw, unquote(raw)]
+
+
+def redact_url(url: str) -> str:
+    """url with the password of its user part (if any) replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, hosts = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}"
+
 
 class Inventory:
-    def __init__(self, dialect: _SQLite, where: str) -> None:
-        self._dialect = dialect
+    """The inventory database; open it with :meth:`open` or :meth:`from_config`."""
+
+    def __init__(self, dialect: _SQLite | _Postgres, where: str) -> None:
+        self._dialect: Any = dialect
         self._where = where
-        self._local = threading.local()
-        self._connections: list[Any] = []
+        self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
-        conn = self._conn()
         try:
-            dialect.prepare(conn)
+            conn, _ = self._checkout()
+            try:
+                dialect.prepare(conn)
+            finally:
+                self._checkin(conn)
             with self._write() as cur:
+                dialect.lock_schema(cur)
                 for statement in SCHEMA:
                     cur.execute(statement)
                 cur.execute("SELECT version FROM schema_info")
@@ -181,21 +312,49 @@ class Inventory:
                     cur.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION,))
         except dialect.error as exc:
             self.close()
-            raise InventoryError(f"cannot open inventory {where}: {exc}") from exc
+            raise InventoryError(
+                f"cannot open inventory {where}: {dialect.redact(str(exc))}"
+            ) from exc
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
-    def open(cls, url: str, base_dir: Path | None = None) -> Inventory:
+    def open(
+        cls,
+        url: str,
+        base_dir: Path | None = None,
+        *,
+        password: str | None = None,
+        password_env: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Inventory:
         """Open (and create if needed) the inventory at ``url``.
 
         ``sqlite:///relative/path.db`` is relative to ``base_dir`` (default: the current
         directory), ``sqlite:////absolute/path.db`` is absolute; the folder is created.
+
+        ``postgresql://user[:password]@host[:port]/db`` (or ``postgres://``; any libpq URI, query
+        parameters such as ``sslmode`` included): the database must exist, the tables are created
+        if missing. The password is taken from the environment variable ``password_env`` names
+        (looked up in ``environ``, default ``os.environ``), else ``password``, else the URL;
+        libpq's own ``PGPASSWORD`` and ``~/.pgpass`` work too. Both are ignored for SQLite.
         """
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-        if scheme in ("postgresql", "postgres"):
-            raise InventoryError("PostgreSQL inventories are not supported yet", permanent=True)
+        if scheme in ("postgresql", "postgres") and url[len(scheme) :].startswith("://"):
+            if password_env:
+                env = os.environ if environ is None else environ
+                password = env.get(password_env)
+                if password is None:
+                    raise InventoryError(
+                        f"inventory.password_env names {password_env}, which is not set",
+                        permanent=True,
+                    )
+            return cls(_Postgres(url, password), redact_url(url))
         if not url.startswith("sqlite:///"):
             raise InventoryError(
-                f"unsupported inventory URL scheme {scheme or url!r}: use sqlite:///PATH",
+                f"unsupported inventory URL scheme {scheme or redact_url(url)!r}: use "
+                "sqlite:///PATH or postgresql://user[:password]@host[:port]/DATABASE",
                 permanent=True,
             )
         raw = url[len("sqlite:///") :]
@@ -210,41 +369,85 @@ class Inventory:
             raise InventoryError(f"cannot create {path.parent}: {exc.strerror}") from exc
         return cls(_SQLite(path), str(path))
 
+    @classmethod
+    def from_config(cls, cfg: Config) -> Inventory:
+        """The inventory of a configuration's ``inventory: {url, password?, password_env?}``,
+        relative paths against the configuration's folder."""
+        section = cfg["inventory"]
+        return cls.open(
+            section["url"],
+            base_dir=cfg.base_dir,
+            password=section.get("password"),
+            password_env=section.get("password_env"),
+        )
+
     # connections and transactions -------------------------------------------------------------
 
-    def _conn(self) -> Any:
-        if self._closed:
-            raise InventoryError("the inventory is closed", permanent=True)
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+    def _checkout(self) -> tuple[Any, bool]:
+        """A connection for one transaction, and whether it was reused from the pool."""
+        with self._lock:
+            if self._closed:
+                raise InventoryError("the inventory is closed", permanent=True)
+            if self._idle:
+                return self._idle.pop(), True
+        try:
+            return self._dialect.connect(), False
+        except self._dialect.error as exc:
+            raise InventoryError(
+                f"cannot connect to inventory {self._where}: {self._dialect.redact(str(exc))}"
+            ) from exc
+
+    def _checkin(self, conn: Any) -> None:
+        with self._lock:
+            keep = not self._closed and len(self._idle) < IDLE_CONNECTIONS
+            if keep and self._dialect.usable(conn):
+                self._idle.append(conn)
+                return
+        self._close_quietly(conn)
+
+    def _close_quietly(self, conn: Any) -> None:
+        try:
+            conn.close()
+        except self._dialect.error:
+            pass
+
+    def _begin(self, write: bool) -> Any:
+        begin = self._dialect.begin_write if write else self._dialect.begin_read
+        while True:
+            conn, reused = self._checkout()
             try:
-                conn = self._dialect.connect()
+                begin(conn)
+                return conn
             except self._dialect.error as exc:
-                raise InventoryError(f"cannot connect to inventory {self._where}: {exc}") from exc
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+                self._close_quietly(conn)
+                # A pooled connection the server has since dropped: nothing was sent that
+                # counted, so a new connection can try again.
+                if not (reused and not self._dialect.usable(conn)):
+                    raise InventoryError(
+                        f"inventory {self._where} is unavailable: "
+                        f"{self._dialect.redact(str(exc))}"
+                    ) from exc
 
     def _sql(self, text: str) -> str:
         return text if self._dialect.paramstyle == "qmark" else text.replace("?", "%s")
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[_Cursor]:
-        conn = self._conn()
-        try:
-            (self._dialect.begin_write if write else self._dialect.begin_read)(conn)
-        except self._dialect.error as exc:
-            raise InventoryError(f"inventory {self._where} is unavailable: {exc}") from exc
+        conn = self._begin(write)
         cur = _Cursor(conn.cursor(), self._sql)
+        committed = False
         try:
             yield cur
             conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
+            committed = True
         finally:
-            cur.close()
+            try:
+                cur.close()
+                if not committed:
+                    conn.rollback()
+            except self._dialect.error:
+                self._close_quietly(conn)
+            self._checkin(conn)
 
     def _write(self) -> Any:
         return self._transaction(write=True)
@@ -253,26 +456,29 @@ class Inventory:
         return self._transaction(write=False)
 
     def _run(self, doing: str, fn: Any, *args: Any) -> Any:
-        """Call fn, turning driver errors into InventoryError."""
-        try:
-            return fn(*args)
-        except self._dialect.error as exc:
-            # A constraint violation will not go away by trying again; a locked database may.
-            raise InventoryError(
-                f"{doing} failed in inventory {self._where}: {exc}",
-                permanent=isinstance(exc, self._dialect.integrity_error),
-            ) from exc
+        """Call fn (one whole transaction), turning driver errors into InventoryError; a deadlock
+        or serialization failure is retried a few times."""
+        for attempt in range(RETRIES):
+            try:
+                return fn(*args)
+            except self._dialect.error as exc:
+                if isinstance(exc, self._dialect.retryable) and attempt < RETRIES - 1:
+                    continue
+                # A constraint violation will not go away by trying again; a locked database may.
+                raise InventoryError(
+                    f"{doing} failed in inventory {self._where}: {self._dialect.redact(str(exc))}",
+                    permanent=isinstance(exc, self._dialect.integrity_error),
+                ) from exc
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Close every thread's connection; later calls raise InventoryError."""
-        self._closed = True
+        """Close the idle connections now and those in use when their transaction ends; later
+        calls raise InventoryError."""
         with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            try:
-                conn.close()
-            except self._dialect.error:
-                pass
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            self._close_quietly(conn)
 
     # local ids ----------------------------------------------------------------------------------
 
@@ -330,12 +536,23 @@ class Inventory:
         except InventoryError as exc:
             if not isinstance(exc.__cause__, self._dialect.integrity_error):
                 raise
-        # A concurrent writer won a race the checks could not see (possible outside SQLite's
-        # IMMEDIATE transactions): the re-run classifies the row it wrote.
+        # A concurrent writer won a race the locks could not see: the re-run classifies the row
+        # it wrote (or fails with the same constraint, if the record itself is at fault).
         return self._run("recording a version", self._record, rec)
 
     def _record(self, rec: VersionRecord) -> bool:
         with self._write() as cur:
+            # Every writer of an ARK's versions first holds its objects row, so writers of one
+            # ARK take turns and each sees what the one before it committed.
+            cur.execute(
+                "INSERT INTO objects (ark, profile, local_id, created) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (ark) DO NOTHING",
+                (rec.ark, rec.profile, rec.local_id, rec.created),
+            )
+            cur.execute(
+                f"SELECT profile FROM objects WHERE ark = ?{self._dialect.for_update}", (rec.ark,)
+            )
+            owner = cur.fetchone()[0]
             cur.execute(
                 "SELECT job_id FROM versions WHERE ark = ? AND version = ?", (rec.ark, rec.version)
             )
@@ -348,16 +565,9 @@ class Inventory:
                     f"job {rec.job_id} cannot record it again",
                     permanent=True,
                 )
-            cur.execute("SELECT profile FROM objects WHERE ark = ?", (rec.ark,))
-            row = cur.fetchone()
-            if row is None:
-                cur.execute(
-                    "INSERT INTO objects (ark, profile, local_id, created) VALUES (?, ?, ?, ?)",
-                    (rec.ark, rec.profile, rec.local_id, rec.created),
-                )
-            elif row[0] != rec.profile:
+            if owner != rec.profile:
                 raise InventoryError(
-                    f"{rec.ark} belongs to profile {row[0]!r}, not {rec.profile!r} "
+                    f"{rec.ark} belongs to profile {owner!r}, not {rec.profile!r} "
                     f"(job {rec.job_id})",
                     permanent=True,
                 )

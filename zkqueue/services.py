@@ -46,7 +46,7 @@ class Services:
     def inventory(self):
         from .inventory import Inventory
 
-        return Inventory.open(self.cfg["inventory"]["url"], base_dir=self.cfg.base_dir)
+        return Inventory.from_config(self.cfg)
 
     @cached_property
     def minter(self):
