@@ -26,6 +26,8 @@ def record(ctx: JobContext) -> Outcome:
     try:
         new = ctx.services.inventory.record_version(rec)
     except InventoryError as e:
+        if not e.permanent:
+            raise  # the database is away, not the deposit at fault: the worker waits
         raise StepFailed(str(e), "inventory_conflict") from e
     what = "recorded" if new else "already recorded"
     return Outcome("notify", message=f"{what} {rec.ark} version {rec.version}")

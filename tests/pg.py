@@ -60,6 +60,7 @@ class PgServer:
     bin: Path
     as_user: list[str]
     host: str = "127.0.0.1"
+    options: str = ""
 
     @property
     def data_dir(self) -> Path:
@@ -90,6 +91,19 @@ class PgServer:
     def _ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data_dir),
                                *args], capture_output=True, text=True, timeout=timeout)
+
+    def pause(self) -> None:
+        """Stop the server but keep its data: clients see the database go away."""
+        r = self._ctl("stop", "-m", "fast", "-w", "-t", "30")
+        if r.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed: {r.stderr}")
+
+    def resume(self) -> None:
+        """Start a paused server again on the same port."""
+        r = self._ctl("start", "-w", "-t", "60", "-l", str(self.base / "server.log"), "-o",
+                      self.options, timeout=90)
+        if r.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {r.stderr}")
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its folder; safe to call twice."""
@@ -137,6 +151,7 @@ def start(attempts: int = 3) -> PgServer:
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         r = server._ctl("start", "-w", "-t", "60", "-l", str(log), "-o", options, timeout=90)
         if r.returncode == 0:
+            server.options = options
             break
         last = log.read_text(errors="replace")[-2000:] if log.exists() else r.stderr
     else:

@@ -80,3 +80,41 @@ def test_merritt_samples_through_postgres(pg_server, merritt, zk, zk_hosts, zk_r
     key = ("job_id", "ark")
     assert sorted(tuple(j[k] for k in key) for j in archived["jobs"]) == sorted(
         tuple(j[k] for k in key) for j in live["jobs"])
+
+
+def test_jobs_wait_while_the_database_is_down_and_go_on_after(zk, zk_hosts, zk_root, tmp_path):
+    import threading
+    import time
+
+    from tests.httpserver import LoopbackServer
+    from tests.test_rerun import FIRST_HALF
+    from zkqueue.worker import Worker
+
+    server = pg.start()
+    try:
+        cfg = make_config(tmp_path, zk_hosts, zk_root,
+                          inventory={"url": server.new_database()})
+        q = Queue(zk, Layout(zk_root), cfg)
+        folder = tmp_path / "deposit"
+        folder.mkdir()
+        with LoopbackServer(folder) as http:
+            d = Deposit(folder, http.url)
+            bid = q.submit(d.object_manifest("obj.checkm", {"a.txt": None}), "demo")
+            run_worker(cfg, states=FIRST_HALF)  # the job now waits in recording
+        (jid,) = q.batch_job_ids(bid)
+        assert q.job(jid)["status"] == "recording"
+        server.pause()
+        w = Worker(cfg, threads=1, drain=True)
+        t = threading.Thread(target=w.run, daemon=True)
+        t.start()
+        time.sleep(4)  # the worker tries, finds no database, and waits
+        job = q.job(jid)
+        assert job["status"] == "recording", job
+        assert t.is_alive()
+        server.resume()
+        t.join(60)
+        assert not t.is_alive(), "the worker did not go on once the database was back"
+        assert q.batch_status(bid)["status"] == "completed"
+        assert q.job(jid)["retry_count"] == 0
+    finally:
+        server.stop()

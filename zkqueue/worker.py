@@ -44,6 +44,7 @@ log = logging.getLogger("zkqueue.worker")
 
 BATCH_PREFIX = "batch-"
 LOCKED_RETRY = 3.0
+INVENTORY_RETRY = 5.0
 
 
 def parse_states(spec: str | None) -> tuple[frozenset[str], frozenset[str]]:
@@ -61,6 +62,12 @@ def parse_states(spec: str | None) -> tuple[frozenset[str], frozenset[str]]:
                               + [BATCH_PREFIX + b for b in states.BATCH_ACTIVE])
             raise ValueError(f"unknown state {raw!r}; known: {known}")
     return frozenset(jobs), frozenset(batches)
+
+
+def database_down(exc: BaseException) -> bool:
+    from .inventory import InventoryError
+
+    return isinstance(exc, InventoryError) and not exc.permanent
 
 
 def describe_failure(step: str, exc: BaseException) -> tuple[str, str]:
@@ -357,6 +364,13 @@ class Worker:
         except Exception as e:  # noqa: BLE001 - every failure becomes the item's message
             if ctx.cancel.is_set():
                 log.info("abandoned after %s: %s", type(e).__name__, e, extra=extra)
+                return None
+            if database_down(e):
+                # The database of record being away is no fault of the deposit: the item
+                # waits in its step, unchanged, and goes on when the database is back.
+                log.warning("inventory unavailable, will retry: %s", e, extra=extra)
+                metrics.DEFERRED.labels(kind=kind, step=step).inc()
+                self._defer((kind, c.ident), Defer(str(e), delay=INVENTORY_RETRY))
                 return None
             message, error_class = describe_failure(step, e)
             if error_class == "internal":
