@@ -138,5 +138,8 @@ def run_demo(workdir: Path, threads: int = 4, zk: str | None = None,
                   f" {workdir / 'storage'}")
     inv.close()
     print(f"\nsummary mail: {workdir / 'outbox'}")
+    if zkserver.running(workdir / "zookeeper"):
+        print(f"ZooKeeper keeps running for the next demo; stop it with:"
+              f" zkqueue zk stop --data-dir {workdir / 'zookeeper'}")
     ok = doc["counts"].get("completed") == len(OBJECTS) - 1 and doc["counts"].get("failed") == 1
     return 0 if ok else 1
