@@ -93,3 +93,43 @@ def test_two_clients_race_for_one_claim_exactly_one_wins(queue, zk, zk_hosts):
     for c in clients:
         if c is not winner:
             c.stop()
+
+
+def test_worker_processes_racing_for_one_job_exactly_one_moves_it(queue, zk, zk_hosts, tmp_path):
+    """Many clients claim the same pending job and, if they won, move it on: one move only."""
+    from zkqueue import expansion
+    from zkqueue.payloads import JobSpec
+
+    bid = queue.submit("http://127.0.0.1/x.checkm", "demo")
+    expansion.create_jobs(zk, queue.layout, bid, queue.batch(bid)["submission"],
+                          [JobSpec("000007", "http://127.0.0.1/o.txt", "file", "o.txt")],
+                          tmp_path)
+    (jid,) = queue.batch_job_ids(bid)
+    clients = [KazooClient(hosts=zk_hosts) for _ in range(8)]
+    for c in clients:
+        c.start(timeout=20)
+    moved: list = []
+    barrier = threading.Barrier(len(clients))
+
+    def race(c):
+        barrier.wait()
+        got = claims.claim(c, queue.layout, "job", jid, "pending")
+        if got:
+            transitions.transition_job(c, queue.layout, jid, "estimating", claim=got,
+                                       release=True)
+            moved.append(c)
+
+    threads = [threading.Thread(target=race, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in clients:
+        c.stop()
+    assert len(moved) == 1
+    job = queue.job(jid)
+    assert job["status"] == "estimating" and job["lock"] is None
+    lay = queue.layout
+    assert zk.get_children(lay.job_state_dir("pending")) == []
+    assert [e[3:] for e in zk.get_children(lay.job_state_dir("estimating"))] == [jid]
+    assert zk.get_children(lay.batch_members(bid, "processing")) == [jid]
