@@ -17,6 +17,32 @@ def queue(zk, zk_root):
     return Queue(zk, Layout(zk_root), cfg)
 
 
+def started_clients(hosts: str, n: int) -> list[KazooClient]:
+    clients = [KazooClient(hosts=hosts) for _ in range(n)]
+    for c in clients:
+        c.start(timeout=20)
+    return clients
+
+
+def race(clients: list[KazooClient], attempt) -> list:
+    """Run ``attempt(client)`` on every client at once; the (client, result) pairs that won."""
+    barrier = threading.Barrier(len(clients))
+    won: list = []
+
+    def run(c):
+        barrier.wait()
+        got = attempt(c)
+        if got:
+            won.append((c, got))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return won
+
+
 def test_table_refuses_illegal_moves_naming_both_states():
     with pytest.raises(states.IllegalTransition, match="completed -> pending"):
         states.check(states.JOB, "jid0000000001", "completed", "pending")
@@ -58,23 +84,8 @@ def test_batch_transition_moves_entry_in_one_step(queue, zk):
 
 def test_two_clients_race_for_one_claim_exactly_one_wins(queue, zk, zk_hosts):
     bid = queue.submit("http://127.0.0.1/x", profile="demo")
-    clients = [KazooClient(hosts=zk_hosts) for _ in range(6)]
-    for c in clients:
-        c.start(timeout=20)
-    won: list = []
-    barrier = threading.Barrier(len(clients))
-
-    def race(c):
-        barrier.wait()
-        got = claims.claim(c, queue.layout, "batch", bid, "pending")
-        if got:
-            won.append((c, got))
-
-    threads = [threading.Thread(target=race, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    clients = started_clients(zk_hosts, 6)
+    won = race(clients, lambda c: claims.claim(c, queue.layout, "batch", bid, "pending"))
     assert len(won) == 1
     winner, claim = won[0]
     loser = next(c for c in clients if c is not winner)
@@ -105,25 +116,16 @@ def test_worker_processes_racing_for_one_job_exactly_one_moves_it(queue, zk, zk_
                           [JobSpec("000007", "http://127.0.0.1/o.txt", "file", "o.txt")],
                           tmp_path)
     (jid,) = queue.batch_job_ids(bid)
-    clients = [KazooClient(hosts=zk_hosts) for _ in range(8)]
-    for c in clients:
-        c.start(timeout=20)
-    moved: list = []
-    barrier = threading.Barrier(len(clients))
+    clients = started_clients(zk_hosts, 8)
 
-    def race(c):
-        barrier.wait()
+    def claim_and_move(c):
         got = claims.claim(c, queue.layout, "job", jid, "pending")
         if got:
             transitions.transition_job(c, queue.layout, jid, "estimating", claim=got,
                                        release=True)
-            moved.append(c)
+        return got
 
-    threads = [threading.Thread(target=race, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    moved = race(clients, claim_and_move)
     for c in clients:
         c.stop()
     assert len(moved) == 1
