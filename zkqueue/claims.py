@@ -16,7 +16,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -105,16 +104,6 @@ def release(zk: KazooClient, c: Claim) -> bool:
     return True
 
 
-def still_ours(zk: KazooClient, c: Claim) -> bool:
-    """The claim's epoch is intact and its lock still exists (a cheap check between steps)."""
-    try:
-        stat = zk.exists(c.node_path)
-        lock_stat = zk.exists(c.lock_path)
-    except Exception:
-        return False
-    return bool(stat and lock_stat and stat.version == c.node_version and not c.released)
-
-
 def lock_owner(zk: KazooClient, lock_path: str) -> dict | None:
     try:
         data, stat = zk.get(lock_path)
@@ -124,4 +113,4 @@ def lock_owner(zk: KazooClient, lock_path: str) -> dict | None:
     if not isinstance(info, dict):
         info = {"owner": str(info)}
     info["ephemeral_owner"] = f"{stat.ephemeralOwner:#x}"
-    return json.loads(json.dumps(info))
+    return info
